@@ -1,0 +1,99 @@
+"""The ``switchboard`` command: ``switchboard serve [options]``.
+
+Flags map one to one onto ``Settings`` fields; unset flags fall back to ``SWITCHBOARD_*``
+variables, then to the ``--config`` YAML file, then to defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from switchboard import __version__
+from switchboard.settings import Settings, load_settings
+
+log = logging.getLogger("switchboard")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"switchboard {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the OpenAI-compatible server")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1 without keys, else 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--model", type=Path, help="GGUF file to serve (default: embedded SmolLM2)")
+    serve.add_argument("--model-id", help="public id for --model (default: file name)")
+    serve.add_argument(
+        "--api-key", dest="api_keys", action="append", help="accepted API key (repeatable)"
+    )
+    serve.add_argument("--root-path", help="base path to mount the API under, e.g. /Telkom-LLM/0.0.4")
+    serve.add_argument("--config", type=Path, help="YAML config file")
+    serve.add_argument("--ssl-certfile", type=Path, help="TLS certificate (PEM)")
+    serve.add_argument("--ssl-keyfile", type=Path, help="TLS private key (PEM)")
+    serve.add_argument("--n-ctx", type=int, help="KV cache cells shared by all sequences")
+    serve.add_argument("--threads", dest="n_threads", type=int, help="CPU threads")
+    serve.add_argument("--max-sequences", type=int, help="sequences decoded together")
+    serve.add_argument("--max-queue", type=int, help="waiting requests before 429")
+    serve.add_argument("--log-level", help="debug, info, warning, error")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        values: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command"}
+        try:
+            settings = load_settings(values)
+        except (ValidationError, ValueError) as exc:
+            print(f"switchboard: invalid configuration:\n{exc}", file=sys.stderr)
+            return 2
+        return serve(settings)
+    return 1
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from switchboard.http import create_app
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if (settings.ssl_certfile is None) != (settings.ssl_keyfile is None):
+        print("switchboard: --ssl-certfile and --ssl-keyfile go together", file=sys.stderr)
+        return 2
+    if not settings.api_keys:
+        log.warning(
+            "no API key configured: the server is open to anyone who can reach it, "
+            "so it binds %s only (set --api-key to listen on other interfaces)",
+            settings.bind_host,
+        )
+    scheme = "https" if settings.ssl_certfile else "http"
+    log.info(
+        "serving %s at %s://%s:%d%s/v1",
+        settings.served_model_id,
+        scheme,
+        settings.bind_host,
+        settings.port,
+        settings.root_path,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.bind_host,
+        port=settings.port,
+        ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+        ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

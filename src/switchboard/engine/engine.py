@@ -1,0 +1,241 @@
+"""The engine: one thread that owns the model and runs the schedule → decode → sample loop.
+
+Callers (any thread) ``submit`` a ``GenerationRequest`` with a sink; the engine calls the sink from
+its own thread with each ``StepOutput``. ``SequenceHandle.cancel`` frees the sequence and its KV
+cells at the next step. This module never imports a web framework.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from switchboard.engine.model import LlamaModel
+from switchboard.engine.request import (
+    EngineError,
+    EngineOverloaded,
+    GenerationRequest,
+    PromptTooLong,
+    StepOutput,
+    TokenLogprob,
+    TopToken,
+)
+from switchboard.engine.sampler import Sampler, log_softmax, top_logprobs
+from switchboard.engine.scheduler import ScheduledChunk, Scheduler
+from switchboard.engine.sequence import OutputSink, Sequence, SequenceStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    max_sequences: int = 16
+    max_queue: int = 256
+    token_budget: int = 512
+
+
+class SequenceHandle:
+    def __init__(self, engine: "Engine", seq: Sequence) -> None:
+        self._engine = engine
+        self._seq = seq
+
+    def cancel(self) -> None:
+        """Stop generating; the sequence's KV cells are freed at the next step."""
+        if self._seq.status is not SequenceStatus.FINISHED and not self._seq.cancelled:
+            self._seq.cancelled = True
+            self._engine._inbox.put(("cancel", self._seq))
+
+
+class Engine:
+    def __init__(self, model: LlamaModel, config: EngineConfig) -> None:
+        self.model = model
+        self.config = config
+        self.context_limit = min(model.n_ctx, model.n_ctx_train or model.n_ctx)
+        self.sampler = Sampler(model.n_vocab, model.eog_token_ids)
+        self.scheduler = Scheduler(
+            max_sequences=config.max_sequences,
+            kv_cells=model.n_ctx,
+            token_budget=min(config.token_budget, model.n_batch),
+            forget=model.forget,
+        )
+        self._inbox: queue.SimpleQueue[tuple[str, Sequence | None]] = queue.SimpleQueue()
+        self._queued = 0
+        self._queued_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="switchboard-engine", daemon=True)
+        self._stopping = False
+        self._thread.start()
+
+    # --- public API (any thread) -------------------------------------------------------------
+    def submit(self, request: GenerationRequest, sink: OutputSink) -> SequenceHandle:
+        n_prompt = len(request.prompt_tokens)
+        if n_prompt == 0:
+            raise EngineError("the prompt is empty")
+        if n_prompt >= self.context_limit:
+            raise PromptTooLong(n_prompt, self.context_limit)
+        room = self.context_limit - n_prompt
+        max_new = request.params.max_tokens or room
+        if max_new > room:
+            raise PromptTooLong(n_prompt + max_new, self.context_limit)
+        with self._queued_lock:
+            if self._queued >= self.config.max_queue:
+                raise EngineOverloaded()
+            self._queued += 1
+        seq = Sequence(request, sink, self.model.n_vocab, max_new)
+        self._inbox.put(("add", seq))
+        return SequenceHandle(self, seq)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "running": len(self.scheduler.running),
+            "waiting": self._queued,
+            "kv_used": self.scheduler.kv_used,
+            "kv_cells": self.scheduler.kv_cells,
+        }
+
+    def shutdown(self) -> None:
+        self._stopping = True
+        self._inbox.put(("stop", None))
+        self._thread.join(timeout=10)
+        self.model.close()
+
+    # --- engine thread -----------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stopping:
+            try:
+                self._drain_inbox(block=not self.scheduler.has_work())
+                if self.scheduler.has_work():
+                    self._step()
+            except Exception as exc:  # a bug must not kill the thread silently
+                log.exception("engine step failed")
+                self._fail_all(f"engine error: {exc}")
+
+    def _drain_inbox(self, block: bool) -> None:
+        try:
+            item = self._inbox.get(timeout=0.5) if block else self._inbox.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            kind, seq = item
+            if kind == "add" and seq is not None:
+                if seq.cancelled:
+                    self._release_queue_slot(seq)
+                else:
+                    self.scheduler.add(seq)
+            elif kind == "cancel" and seq is not None:
+                self._release_queue_slot(seq)
+                if seq.status is not SequenceStatus.FINISHED:
+                    self.scheduler.release(seq)
+                    seq.status = SequenceStatus.FINISHED
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _release_queue_slot(self, seq: Sequence) -> None:
+        """A sequence holds a waiting-queue slot from ``submit`` until it first runs."""
+        if seq.holds_queue_slot:
+            seq.holds_queue_slot = False
+            with self._queued_lock:
+                self._queued -= 1
+
+    def _step(self) -> None:
+        chunks, preempted = self.scheduler.schedule()
+        for seq in self.scheduler.running:
+            self._release_queue_slot(seq)
+        if preempted:
+            log.info("KV cache full: preempted %d sequence(s) for recompute", len(preempted))
+        if not chunks:
+            if self.scheduler.running:
+                # A single sequence has filled every KV cell: it cannot go on.
+                seq = self.scheduler.running[0]
+                self.scheduler.release(seq)
+                seq.finish("length", StepOutput(text=seq.text.flush()))
+            return
+        tokens, positions, seq_ids, want = self._assemble(chunks)
+        logits = self.model.decode(tokens, positions, seq_ids, want)
+        sampled = [c for c in chunks if c.completes]
+        for chunk in chunks:
+            chunk.seq.n_past += chunk.n_tokens
+        if sampled:
+            self._sample(sampled, logits)
+
+    @staticmethod
+    def _assemble(
+        chunks: list[ScheduledChunk],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        total = sum(c.n_tokens for c in chunks)
+        tokens = np.empty(total, dtype=np.int32)
+        positions = np.empty(total, dtype=np.int32)
+        seq_ids = np.empty(total, dtype=np.int32)
+        want = np.zeros(total, dtype=np.int8)
+        at = 0
+        for c in chunks:
+            seq, n = c.seq, c.n_tokens
+            tokens[at : at + n] = seq.tokens[seq.n_past : seq.n_past + n]
+            positions[at : at + n] = np.arange(seq.n_past, seq.n_past + n)
+            seq_ids[at : at + n] = seq.seq_id
+            if c.completes:
+                want[at + n - 1] = 1
+            at += n
+        return tokens, positions, seq_ids, want
+
+    def _sample(self, chunks: list[ScheduledChunk], logits: np.ndarray) -> None:
+        seqs = [c.seq for c in chunks]
+        wants_logprobs = [i for i, s in enumerate(seqs) if s.params.logprobs]
+        logprob_rows = log_softmax(logits[wants_logprobs]) if wants_logprobs else None
+        chosen = self.sampler.sample(logits, [s.sampling for s in seqs])
+        now = time.monotonic()
+        for i, (seq, token) in enumerate(zip(seqs, chosen.tolist())):
+            if seq.first_token_at is None:
+                seq.first_token_at = now
+            lp = None
+            if logprob_rows is not None and i in wants_logprobs:
+                lp = self._logprob(logprob_rows[wants_logprobs.index(i)], token, seq)
+            self._advance(seq, token, lp)
+
+    def _logprob(self, row: np.ndarray, token: int, seq: Sequence) -> TokenLogprob:
+        special = not seq.params.skip_special_tokens
+        ids, values = top_logprobs(row, seq.params.top_logprobs)
+        top = tuple(
+            TopToken(int(t), self.model.piece(int(t), special), float(v))
+            for t, v in zip(ids, values)
+        )
+        return TokenLogprob(token, self.model.piece(token, special), float(row[token]), top)
+
+    def _advance(self, seq: Sequence, token: int, lp: TokenLogprob | None) -> None:
+        seq.tokens.append(token)
+        seq.sampling.accept(token)
+        p = seq.params
+        out = StepOutput(token_ids=[token])
+        if (not p.ignore_eos and self.model.is_eog(token)) or token in p.stop_token_ids:
+            out.text = seq.text.flush()
+            self._finish(seq, "stop", out)
+            return
+        if lp is not None:
+            out.logprobs.append(lp)
+        out.text = seq.text.push(self.model.piece(token, special=not p.skip_special_tokens))
+        if seq.text.stopped:
+            self._finish(seq, "stop", out)
+        elif seq.n_generated >= seq.max_new_tokens:
+            out.text += seq.text.flush()
+            self._finish(seq, "length", out)
+        else:
+            seq.emit(out)
+
+    def _finish(self, seq: Sequence, reason: str, out: StepOutput) -> None:
+        self.scheduler.release(seq)
+        seq.finish(reason, out)
+
+    def _fail_all(self, message: str) -> None:
+        for seq in list(self.scheduler.running) + list(self.scheduler.waiting):
+            try:
+                self.scheduler.release(seq)
+            except Exception:  # noqa: BLE001 - best effort while failing
+                pass
+            self._release_queue_slot(seq)
+            seq.finish("error", StepOutput(error=message))

@@ -1,0 +1,107 @@
+"""What goes into the engine and what comes out of it, free of any web or wire-format types.
+
+``SamplingParams`` are already validated and defaulted by the caller; ``StepOutput`` is what one
+engine step produced for one sequence (a text delta that never contains part of a stop string).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    seed: int | None = None
+    max_tokens: int | None = None
+    min_tokens: int = 0
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    ignore_eos: bool = False
+    include_stop_str_in_output: bool = False
+    skip_special_tokens: bool = True
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0 or self.top_k == 1
+
+    @property
+    def penalized(self) -> bool:
+        return (
+            self.frequency_penalty != 0.0
+            or self.presence_penalty != 0.0
+            or self.repetition_penalty != 1.0
+        )
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One sequence to generate: a tokenized prompt and how to sample its continuation."""
+
+    prompt_tokens: tuple[int, ...]
+    params: SamplingParams
+    seed_offset: int = 0  # choice index, so n choices with one seed differ but stay reproducible
+
+
+@dataclass(frozen=True)
+class TopToken:
+    token_id: int
+    text: bytes
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token_id: int
+    text: bytes
+    logprob: float
+    top: tuple[TopToken, ...]
+
+
+@dataclass
+class StepOutput:
+    """New output of one sequence after one engine step (or its end)."""
+
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None  # "stop" | "length" | "error"
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+
+class EngineError(RuntimeError):
+    """The engine cannot take or run a request (reason meant for the client)."""
+
+
+class EngineOverloaded(EngineError):
+    """The waiting queue is full; the caller should retry later."""
+
+    def __init__(self, retry_after_s: int = 1) -> None:
+        super().__init__("the server is at capacity; retry shortly")
+        self.retry_after_s = retry_after_s
+
+
+class PromptTooLong(EngineError):
+    def __init__(self, prompt_tokens: int, limit: int) -> None:
+        super().__init__(
+            f"This model's maximum context length is {limit} tokens; "
+            f"the messages use {prompt_tokens} tokens."
+        )
+        self.prompt_tokens = prompt_tokens
+        self.limit = limit

@@ -1,0 +1,70 @@
+"""A sequence being generated: its tokens, KV position, sampling state and output sink."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from enum import Enum
+
+from switchboard.engine.detokenizer import TextStream
+from switchboard.engine.request import GenerationRequest, StepOutput
+from switchboard.engine.sampler import SequenceSampling, make_rng
+
+OutputSink = Callable[[StepOutput], None]
+
+
+class SequenceStatus(Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+class Sequence:
+    """Tokens ``[0, n_past)`` are in the KV cache; ``tokens[n_past:]`` still have to be fed."""
+
+    def __init__(
+        self,
+        request: GenerationRequest,
+        sink: OutputSink,
+        n_vocab: int,
+        max_new_tokens: int,
+    ) -> None:
+        self.request = request
+        self.params = request.params
+        self.sink = sink
+        self.tokens: list[int] = list(request.prompt_tokens)
+        self.n_prompt = len(self.tokens)
+        self.n_past = 0
+        self.max_new_tokens = max_new_tokens
+        self.seq_id = -1
+        self.status = SequenceStatus.WAITING
+        self.cancelled = False
+        self.holds_queue_slot = True
+        self.sampling = SequenceSampling(
+            params=self.params,
+            rng=make_rng(self.params.seed, request.seed_offset),
+            n_vocab=n_vocab,
+            prompt_tokens=request.prompt_tokens,
+        )
+        self.text = TextStream(self.params.stop, self.params.include_stop_str_in_output)
+        self.arrived_at = time.monotonic()
+        self.first_token_at: float | None = None
+
+    @property
+    def n_pending(self) -> int:
+        return len(self.tokens) - self.n_past
+
+    @property
+    def n_generated(self) -> int:
+        return len(self.tokens) - self.n_prompt
+
+    def finish(self, reason: str, output: StepOutput | None = None) -> None:
+        out = output or StepOutput()
+        out.finish_reason = reason
+        self.status = SequenceStatus.FINISHED
+        self.emit(out)
+
+    def emit(self, out: StepOutput) -> None:
+        out.prompt_tokens = self.n_prompt
+        out.completion_tokens = self.n_generated
+        self.sink(out)

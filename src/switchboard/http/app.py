@@ -1,0 +1,67 @@
+"""The ASGI application: routes, auth, error handlers, and the model catalog's lifetime.
+
+``create_app`` builds everything from one ``Settings`` object. With a root path, the API is
+mounted under it (``/Telkom-LLM/0.0.4/chat/completions``); ``/health`` also answers at ``/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from switchboard import __version__
+from switchboard.http.auth import KeyChecker
+from switchboard.http.errors import install_error_handlers
+from switchboard.http.routes import chat, health, models
+from switchboard.serving import ChatService, ModelCatalog
+from switchboard.settings import Settings
+
+DESCRIPTION = (
+    "OpenAI-compatible chat completions with the extensions of the Telnyx, vLLM, LLMstudio and "
+    "Telkom APIs. Authenticate with `Authorization: Bearer KEY` or `x-api-key: KEY`."
+)
+
+
+def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastAPI:
+    catalog = catalog or ModelCatalog(settings)
+    keys = KeyChecker([k.get_secret_value() for k in settings.api_keys])
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.create_task(catalog.load())
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await asyncio.to_thread(catalog.close)
+
+    api = FastAPI(
+        title="Switchboard",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    api.state.settings = settings
+    api.state.catalog = catalog
+    api.state.chat = ChatService(catalog, settings.default_max_tokens)
+    install_error_handlers(api)
+    api.include_router(health.router)
+    api.include_router(chat.router, dependencies=[Depends(keys)])
+    api.include_router(models.router, dependencies=[Depends(keys)])
+    if not settings.root_path:
+        return api
+
+    outer = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    outer.state = api.state
+    api.router.lifespan_context = _no_lifespan  # the outer app runs it once
+    outer.include_router(health.router, include_in_schema=False)
+    outer.mount(settings.root_path, api)
+    return outer
+
+
+@asynccontextmanager
+async def _no_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield

@@ -1,0 +1,58 @@
+"""API-key authentication: ``Authorization: Bearer KEY`` or Telkom's ``x-api-key: KEY``.
+
+Keys are compared in constant time against every configured key; no key is ever logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+
+from switchboard.http.errors import APIError
+
+
+class KeyChecker:
+    def __init__(self, keys: list[str]) -> None:
+        self._keys = [k.encode() for k in keys]
+
+    @property
+    def open(self) -> bool:
+        return not self._keys
+
+    def __call__(self, request: Request) -> None:
+        """FastAPI dependency: raise 401 unless the request carries a valid key."""
+        if self.open:
+            return
+        presented = _presented_key(request)
+        if presented is None:
+            raise APIError(
+                401,
+                "You didn't provide an API key. Send it as 'Authorization: Bearer KEY' "
+                "or 'x-api-key: KEY'.",
+                type="authentication_error",
+                code="missing_api_key",
+            )
+        candidate = presented.encode()
+        matched = False
+        for key in self._keys:  # no early exit: time does not depend on which key matched
+            matched |= hmac.compare_digest(candidate, key)
+        if not matched:
+            raise APIError(
+                401,
+                "Incorrect API key provided.",
+                type="authentication_error",
+                code="invalid_api_key",
+            )
+
+
+def _presented_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    key = request.headers.get("x-api-key")
+    if key and key.strip():
+        return key.strip()
+    return None

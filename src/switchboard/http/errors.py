@@ -1,0 +1,145 @@
+"""Errors in OpenAI's format: ``{"error": {"message", "type", "param", "code"}}``.
+
+Maps every failure the layers below can raise to a status code, and request validation failures
+to a 422 that carries both FastAPI's ``detail`` list and the ``error`` object.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from switchboard.engine import EngineError, EngineOverloaded, PromptTooLong, TemplateRenderError
+from switchboard.serving import GenerationFailed, ModelNotFound, ModelsLoading, Unsupported
+
+log = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    """An error the API reports to the client as is."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+def to_api_error(exc: Exception) -> APIError:
+    """Translate an exception from the serving or engine layer into an ``APIError``."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, ModelNotFound):
+        return APIError(404, str(exc), param="model", code="model_not_found")
+    if isinstance(exc, Unsupported):
+        return APIError(400, str(exc), param=exc.param, code="unsupported_parameter")
+    if isinstance(exc, TemplateRenderError):
+        return APIError(400, str(exc), param="messages", code="invalid_messages")
+    if isinstance(exc, PromptTooLong):
+        return APIError(400, str(exc), param="messages", code="context_length_exceeded")
+    if isinstance(exc, EngineOverloaded):
+        return APIError(
+            429,
+            str(exc),
+            type="server_overloaded",
+            code="server_overloaded",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        )
+    if isinstance(exc, ModelsLoading):
+        return APIError(
+            503, f"Model not ready: {exc}", type="server_error", code="model_loading",
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(exc, EngineError):
+        return APIError(400, str(exc))
+    if isinstance(exc, GenerationFailed):
+        return APIError(500, str(exc), type="server_error", code="generation_failed")
+    log.exception("unexpected error", exc_info=exc)
+    return APIError(500, "internal server error", type="server_error")
+
+
+def _first_param(errors: list[dict[str, Any]]) -> str | None:
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        if loc:
+            head = loc[0]
+            rest = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:])
+            return head + rest
+    return None
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+    first = errors[0] if errors else {}
+    param = _first_param(errors)
+    message = first.get("msg", "invalid request")
+    if param:
+        message = f"{param}: {message}"
+    body = {
+        "detail": errors,
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": param,
+            "code": "invalid_value" if errors else None,
+        },
+    }
+    return JSONResponse(body, status_code=422)
+
+
+async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    kind = {401: "authentication_error", 404: "not_found_error"}.get(exc.status_code)
+    error = APIError(
+        exc.status_code,
+        str(exc.detail),
+        type=kind or ("server_error" if exc.status_code >= 500 else "invalid_request_error"),
+        headers=dict(exc.headers or {}),
+    )
+    return error.response()
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    return to_api_error(exc).response()
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(APIError, _api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    for known in (ModelNotFound, ModelsLoading, Unsupported, EngineError, TemplateRenderError):
+        app.add_exception_handler(known, _unexpected)
+    app.add_exception_handler(Exception, _unexpected)

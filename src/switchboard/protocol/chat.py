@@ -1,0 +1,204 @@
+"""The ``POST /v1/chat/completions`` request body.
+
+Standard OpenAI fields come first, in the order of OpenAI's API reference; the extensions that the
+seed APIs add (vLLM / Telnyx sampling, beam search, guided decoding, LLMstudio's session id) follow,
+grouped and described. Ranges are validated here so that every layer behind this one can trust them.
+Unknown fields are kept (``extra="allow"``) so the HTTP layer can name them in
+``x-switchboard-ignored-params`` instead of silently dropping them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from switchboard.protocol.messages import ChatMessage, FunctionDefinition, Tool, ToolChoice
+
+
+class JSONSchemaFormat(BaseModel):
+    name: str = Field(default="response", max_length=64)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool | None = None
+    include_obfuscation: bool | None = None
+    continuous_usage_stats: bool | None = Field(
+        default=None, description="vLLM extension: put usage on every chunk."
+    )
+
+
+class StructuredOutputs(BaseModel):
+    """vLLM's ``structured_outputs`` parameter: exactly one constraint."""
+
+    model_config = ConfigDict(extra="forbid")
+    json_: dict[str, Any] | str | None = Field(default=None, alias="json")
+    regex: str | None = None
+    choice: list[str] | None = None
+    grammar: str | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    # --- Standard OpenAI fields, in the order of OpenAI's API reference -----------------------
+    messages: list[ChatMessage] = Field(min_length=1, description="The conversation so far.")
+    model: str | None = Field(
+        default=None, description="Model id; the server's default model when omitted."
+    )
+    audio: dict[str, Any] | None = None
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    function_call: Union[Literal["none", "auto"], dict[str, Any], None] = Field(
+        default=None, description="Deprecated in favour of tool_choice."
+    )
+    functions: list[FunctionDefinition] | None = Field(
+        default=None, description="Deprecated in favour of tools."
+    )
+    logit_bias: dict[str, float] | None = Field(
+        default=None, description="Token id (as a string) to a bias between -100 and 100."
+    )
+    logprobs: bool | None = None
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, description="Deprecated alias.")
+    metadata: dict[str, str] | None = None
+    modalities: list[Literal["text", "audio"]] | None = None
+    n: int = Field(default=1, ge=1, le=128)
+    parallel_tool_calls: bool | None = None
+    prediction: dict[str, Any] | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    reasoning_effort: str | None = None
+    response_format: ResponseFormat | None = None
+    safety_identifier: str | None = None
+    seed: int | None = None
+    service_tier: str | None = None
+    stop: str | list[str] | None = None
+    store: bool | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    tool_choice: ToolChoice | None = None
+    tools: list[Tool] | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    user: str | None = None
+    verbosity: str | None = None
+    web_search_options: dict[str, Any] | None = None
+
+    # --- Sampling extensions (vLLM, Telnyx) ---------------------------------------------------
+    top_k: int | None = Field(
+        default=None, ge=-1, description="Keep the k most likely tokens; 0 or -1 disables."
+    )
+    min_p: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Drop tokens below min_p x the top probability."
+    )
+    repetition_penalty: float | None = Field(
+        default=None, gt=0.0, le=10.0, description="Multiplicative penalty on seen tokens; 1 = off."
+    )
+    min_tokens: int | None = Field(
+        default=None, ge=0, description="Suppress end-of-sequence and stops before this many tokens."
+    )
+    ignore_eos: bool | None = Field(default=None, description="Keep generating past end-of-sequence.")
+    stop_token_ids: list[int] | None = Field(
+        default=None, description="Stop when one of these token ids is generated."
+    )
+    include_stop_str_in_output: bool | None = Field(
+        default=None, description="Keep the matched stop string at the end of the output."
+    )
+    skip_special_tokens: bool | None = Field(
+        default=None, description="Drop special tokens from the text (default true)."
+    )
+
+    # --- Beam search (Telnyx) -----------------------------------------------------------------
+    use_beam_search: bool | None = Field(default=None, description="Return the best n beams.")
+    best_of: int | None = Field(
+        default=None, ge=1, le=128, description="Candidates generated; the best n are returned."
+    )
+    length_penalty: float | None = Field(
+        default=None, description="Beam score = logprob / length**length_penalty."
+    )
+    early_stopping: bool | Literal["never"] | None = Field(
+        default=None, description="Beam search stopping rule (Hugging Face semantics)."
+    )
+
+    # --- Structured output (Telnyx / vLLM-legacy names, and vLLM's current one) ---------------
+    guided_json: dict[str, Any] | str | None = Field(
+        default=None, description="Constrain the output to this JSON Schema."
+    )
+    guided_regex: str | None = Field(default=None, description="Constrain the output to a regex.")
+    guided_choice: list[str] | None = Field(
+        default=None, description="Constrain the output to one of these strings."
+    )
+    guided_grammar: str | None = Field(default=None, description="Constrain to a grammar.")
+    structured_outputs: StructuredOutputs | None = None
+
+    # --- Gateway and tracking -----------------------------------------------------------------
+    api_key_ref: str | None = Field(
+        default=None, description="Telnyx: name of a stored upstream provider key to use."
+    )
+    session_id: str | None = Field(
+        default=None, description="LLMstudio: groups requests of one conversation."
+    )
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _check_logit_bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return value
+        for key, bias in value.items():
+            if not key.lstrip("-").isdigit() or int(key) < 0:
+                raise ValueError(f"logit_bias keys must be token ids, got {key!r}")
+            if not -100.0 <= bias <= 100.0:
+                raise ValueError(f"logit_bias values must be between -100 and 100, got {bias}")
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _check_stop(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if len(value) > 16:
+                raise ValueError("at most 16 stop sequences")
+            if any(s == "" for s in value):
+                raise ValueError("stop sequences must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> "ChatCompletionRequest":
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs requires logprobs to be true")
+        if self.best_of is not None and self.best_of < self.n:
+            raise ValueError("best_of must be greater than or equal to n")
+        return self
+
+    # --- Derived values ------------------------------------------------------------------------
+    @property
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    @property
+    def completion_limit(self) -> int | None:
+        """``max_completion_tokens`` wins over the deprecated ``max_tokens``."""
+        return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def ignored_params(self) -> list[str]:
+        """Top-level fields this server does not know; reported, never silently dropped."""
+        return sorted(self.model_extra or {})

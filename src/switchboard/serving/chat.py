@@ -1,0 +1,186 @@
+"""Chat completions on a local model: prompt rendering, engine runs and OpenAI-shaped results.
+
+``ChatService.start`` does everything that can fail with a client error (unknown model, unsupported
+parameter, prompt too long, queue full) before any byte is sent; the returned ``ChatRun`` is then
+either collected into one ``ChatCompletion`` or turned into stream chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from switchboard.engine import GenerationRequest, SequenceHandle, StepOutput
+from switchboard.engine.request import TokenLogprob
+from switchboard.protocol.chat import ChatCompletionRequest
+from switchboard.protocol.responses import (
+    AssistantReply,
+    ChatCompletion,
+    ChatCompletionChunk,
+    Choice,
+    ChoiceLogprobs,
+    ChunkChoice,
+    Delta,
+    TopLogprob,
+    Usage,
+    completion_id,
+    now,
+)
+from switchboard.protocol.responses import TokenLogprob as WireTokenLogprob
+from switchboard.serving.catalog import LocalModel, ModelCatalog
+from switchboard.serving.params import (
+    Unsupported,
+    check_supported,
+    sampling_params,
+    template_messages,
+)
+
+
+class GenerationFailed(RuntimeError):
+    """The engine failed mid-generation (reported as a 500-class error)."""
+
+
+@dataclass
+class ChatRun:
+    """The running choices of one request; outputs arrive on ``queue`` as ``(index, output)``."""
+
+    model: LocalModel
+    request: ChatCompletionRequest
+    prompt_tokens: int
+    queue: asyncio.Queue[tuple[int, StepOutput]]
+    handles: list[SequenceHandle] = field(default_factory=list)
+    id: str = field(default_factory=completion_id)
+    created: int = field(default_factory=now)
+
+    def cancel(self) -> None:
+        for handle in self.handles:
+            handle.cancel()
+
+    async def outputs(self) -> AsyncIterator[tuple[int, StepOutput]]:
+        """Every output until all choices have finished (an error raises)."""
+        remaining = len(self.handles)
+        while remaining:
+            index, out = await self.queue.get()
+            if out.finish_reason == "error":
+                self.cancel()
+                raise GenerationFailed(out.error or "generation failed")
+            if out.finished:
+                remaining -= 1
+            yield index, out
+
+
+class ChatService:
+    def __init__(self, catalog: ModelCatalog, default_max_tokens: int | None = None) -> None:
+        self.catalog = catalog
+        self.default_max_tokens = default_max_tokens
+
+    def start(self, req: ChatCompletionRequest) -> ChatRun:
+        model = self.catalog.get(req.model)
+        check_supported(req)
+        self._check_token_ids(req, model)
+        prompt = model.template.render(template_messages(req), add_generation_prompt=True)
+        tokens = tuple(model.llama.tokenize(prompt))
+        params = sampling_params(req, self.default_max_tokens)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[int, StepOutput]] = asyncio.Queue()
+        run = ChatRun(model=model, request=req, prompt_tokens=len(tokens), queue=queue)
+        try:
+            for index in range(req.n):
+
+                def sink(out: StepOutput, index: int = index) -> None:
+                    loop.call_soon_threadsafe(queue.put_nowait, (index, out))
+
+                gen = GenerationRequest(tokens, params, seed_offset=index)
+                run.handles.append(model.engine.submit(gen, sink))
+        except Exception:
+            run.cancel()
+            raise
+        return run
+
+    @staticmethod
+    def _check_token_ids(req: ChatCompletionRequest, model: LocalModel) -> None:
+        n_vocab = model.llama.n_vocab
+        for key in req.logit_bias or {}:
+            if int(key) >= n_vocab:
+                raise Unsupported("logit_bias", f"token id {key} is outside the vocabulary")
+        for token in req.stop_token_ids or []:
+            if not 0 <= token < n_vocab:
+                raise Unsupported("stop_token_ids", f"token id {token} is outside the vocabulary")
+
+    async def collect(self, run: ChatRun) -> ChatCompletion:
+        n = run.request.n
+        texts: list[list[str]] = [[] for _ in range(n)]
+        logprobs: list[list[TokenLogprob]] = [[] for _ in range(n)]
+        finish: list[str] = ["stop"] * n
+        completion_tokens = 0
+        async for index, out in run.outputs():
+            texts[index].append(out.text)
+            logprobs[index].extend(out.logprobs)
+            if out.finished:
+                finish[index] = out.finish_reason or "stop"
+                completion_tokens += out.completion_tokens
+        want_logprobs = bool(run.request.logprobs)
+        choices = [
+            Choice(
+                index=i,
+                message=AssistantReply(content="".join(texts[i])),
+                logprobs=ChoiceLogprobs(content=_wire_logprobs(logprobs[i]))
+                if want_logprobs
+                else None,
+                finish_reason=finish[i],  # type: ignore[arg-type]
+            )
+            for i in range(n)
+        ]
+        return ChatCompletion(
+            id=run.id,
+            created=run.created,
+            model=run.model.id,
+            choices=choices,
+            usage=Usage.of(run.prompt_tokens, completion_tokens),
+            system_fingerprint=run.model.fingerprint,
+        )
+
+    async def stream(self, run: ChatRun) -> AsyncIterator[ChatCompletionChunk]:
+        """Chunks in OpenAI's order: role, content deltas, finish_reason, optional usage."""
+
+        def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
+            return ChatCompletionChunk(
+                id=run.id,
+                created=run.created,
+                model=run.model.id,
+                choices=choices,
+                usage=usage,
+                system_fingerprint=run.model.fingerprint,
+            )
+
+        for i in range(run.request.n):
+            yield chunk([ChunkChoice(index=i, delta=Delta(role="assistant", content=""))])
+        want_logprobs = bool(run.request.logprobs)
+        completion_tokens = 0
+        async for index, out in run.outputs():
+            lp = ChoiceLogprobs(content=_wire_logprobs(out.logprobs)) if want_logprobs else None
+            if out.text or (lp and out.logprobs):
+                yield chunk([ChunkChoice(index=index, delta=Delta(content=out.text), logprobs=lp)])
+            if out.finished:
+                completion_tokens += out.completion_tokens
+                yield chunk(
+                    [ChunkChoice(index=index, delta=Delta(), finish_reason=out.finish_reason)]  # type: ignore[arg-type]
+                )
+        if run.request.include_usage:
+            yield chunk([], Usage.of(run.prompt_tokens, completion_tokens))
+
+
+def _wire_logprobs(items: list[TokenLogprob]) -> list[WireTokenLogprob]:
+    return [
+        WireTokenLogprob(
+            token=item.text.decode("utf-8", "replace"),
+            logprob=item.logprob,
+            bytes=list(item.text),
+            top_logprobs=[
+                TopLogprob(token=t.text.decode("utf-8", "replace"), logprob=t.logprob, bytes=list(t.text))
+                for t in item.top
+            ],
+        )
+        for item in items
+    ]

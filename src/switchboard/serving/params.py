@@ -1,0 +1,120 @@
+"""From a chat request to what the local engine runs: capability checks and sampling parameters.
+
+A field the local engine understands but cannot honour yet is refused by name (``Unsupported``);
+nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from switchboard.engine.request import SamplingParams
+from switchboard.protocol.chat import ChatCompletionRequest
+from switchboard.protocol.messages import AudioPart, FilePart, ImagePart
+
+
+class Unsupported(ValueError):
+    """A parameter this server knows but cannot honour for this model (→ 400 naming it)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _fail(param: str, why: str) -> None:
+    raise Unsupported(param, f"'{param}' is not supported by this model yet: {why}")
+
+
+def check_supported(req: ChatCompletionRequest) -> None:
+    """Raise ``Unsupported`` for the first field set to a value the local engine cannot honour."""
+    if req.tools:
+        _fail("tools", "tool calling on local models is not available yet")
+    if req.tool_choice not in (None, "none"):
+        _fail("tool_choice", "tool calling on local models is not available yet")
+    if req.functions:
+        _fail("functions", "function calling on local models is not available yet")
+    if req.function_call not in (None, "none"):
+        _fail("function_call", "function calling on local models is not available yet")
+    if req.response_format is not None and req.response_format.type != "text":
+        _fail("response_format", "structured output is not available yet")
+    for name in ("guided_json", "guided_regex", "guided_choice", "guided_grammar"):
+        if getattr(req, name) is not None:
+            _fail(name, "guided decoding is not available yet")
+    if req.structured_outputs is not None:
+        _fail("structured_outputs", "guided decoding is not available yet")
+    if req.use_beam_search:
+        _fail("use_beam_search", "beam search is not available yet")
+    if req.best_of is not None and req.best_of != req.n:
+        _fail("best_of", "best-of-n selection is not available yet")
+    if req.length_penalty is not None and req.length_penalty != 1.0:
+        _fail("length_penalty", "it only applies to beam search")
+    if req.early_stopping:
+        _fail("early_stopping", "it only applies to beam search")
+    if req.audio is not None or (req.modalities and "audio" in req.modalities):
+        _fail("audio", "this model only produces text")
+    if req.prediction is not None:
+        _fail("prediction", "predicted outputs are not available")
+    if req.web_search_options is not None:
+        _fail("web_search_options", "web search is not available")
+    if req.reasoning_effort is not None:
+        _fail("reasoning_effort", "this model does not reason")
+    if req.verbosity is not None:
+        _fail("verbosity", "this model has no verbosity control")
+    if req.store:
+        _fail("store", "stored completions are not available")
+    if req.service_tier not in (None, "auto", "default"):
+        _fail("service_tier", "only the 'default' tier exists")
+    if req.api_key_ref is not None:
+        _fail("api_key_ref", "provider keys only apply to upstream models")
+    for i, message in enumerate(req.messages):
+        content = getattr(message, "content", None)
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                if isinstance(part, (ImagePart, AudioPart, FilePart)):
+                    raise Unsupported(
+                        f"messages[{i}].content[{j}]",
+                        f"content parts of type '{part.type}' are not supported by this model",
+                    )
+
+
+def sampling_params(req: ChatCompletionRequest, default_max_tokens: int | None) -> SamplingParams:
+    bias: dict[int, float] = {int(k): float(v) for k, v in (req.logit_bias or {}).items()}
+    top_k = req.top_k if req.top_k and req.top_k > 0 else 0
+    return SamplingParams(
+        temperature=1.0 if req.temperature is None else req.temperature,
+        top_p=1.0 if req.top_p is None else req.top_p,
+        top_k=top_k,
+        min_p=req.min_p or 0.0,
+        frequency_penalty=req.frequency_penalty or 0.0,
+        presence_penalty=req.presence_penalty or 0.0,
+        repetition_penalty=req.repetition_penalty or 1.0,
+        logit_bias=bias,
+        seed=req.seed,
+        max_tokens=req.completion_limit or default_max_tokens,
+        min_tokens=req.min_tokens or 0,
+        stop=tuple(req.stop_list),
+        stop_token_ids=tuple(req.stop_token_ids or ()),
+        ignore_eos=bool(req.ignore_eos),
+        include_stop_str_in_output=bool(req.include_stop_str_in_output),
+        skip_special_tokens=req.skip_special_tokens is not False,
+        logprobs=bool(req.logprobs),
+        top_logprobs=req.top_logprobs or 0,
+    )
+
+
+def template_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
+    """Messages as plain dicts for the chat template (text content; ``developer`` → ``system``)."""
+    out: list[dict[str, Any]] = []
+    for message in req.messages:
+        data = message.model_dump(exclude_none=True)
+        content = getattr(message, "content", None)
+        if isinstance(content, list):
+            data["content"] = "".join(
+                getattr(p, "text", None) or getattr(p, "refusal", None) or "" for p in content
+            )
+        elif content is None:
+            data["content"] = ""
+        if data["role"] == "developer":
+            data["role"] = "system"
+        out.append(data)
+    return out

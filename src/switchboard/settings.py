@@ -1,0 +1,111 @@
+"""The one settings object: read once at start from CLI flags, ``SWITCHBOARD_*`` variables and
+an optional YAML config file, then passed down. Nothing else in the code reads the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+DEFAULT_MODEL_ID = "smollm2-135m-instruct"
+
+
+class Settings(BaseSettings):
+    """Server configuration. Precedence: CLI flag > environment > config file > default."""
+
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", extra="forbid")
+
+    host: str | None = Field(
+        default=None,
+        description="Interface to bind; 127.0.0.1 when no API key is set, else 0.0.0.0.",
+    )
+    port: int = Field(default=8000, ge=0, le=65535)
+    model: Path | None = Field(
+        default=None, description="A GGUF file to serve instead of the embedded default model."
+    )
+    model_id: str | None = Field(
+        default=None, description="Public id of --model (default: the file name without .gguf)."
+    )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Accepted API keys; comma-separated in SWITCHBOARD_API_KEYS. None = open.",
+    )
+    root_path: str = Field(default="", description="Base path every route is mounted under.")
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    config: Path | None = Field(default=None, description="YAML config file.")
+
+    # Engine
+    n_ctx: int = Field(default=8192, ge=256, description="KV cells shared by all sequences.")
+    n_threads: int | None = Field(default=None, ge=1, description="CPU threads (default: cores).")
+    max_sequences: int = Field(default=16, ge=1, le=256, description="Sequences decoded together.")
+    max_queue: int = Field(default=256, ge=1, description="Requests waiting before 429.")
+    default_max_tokens: int | None = Field(
+        default=None, ge=1, description="Completion cap when a request sets none (context rest)."
+    )
+    log_level: str = "info"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("root_path")
+    @classmethod
+    def _normalise_root(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("", "/"):
+            return ""
+        return "/" + value.strip("/")
+
+    @property
+    def served_model_id(self) -> str:
+        if self.model_id:
+            return self.model_id
+        if self.model is None:
+            return DEFAULT_MODEL_ID
+        return self.model.name.removesuffix(".gguf")
+
+    @property
+    def bind_host(self) -> str:
+        if self.host:
+            return self.host
+        return "0.0.0.0" if self.api_keys else "127.0.0.1"
+
+    @property
+    def threads(self) -> int:
+        return self.n_threads or max(1, os.cpu_count() or 1)
+
+
+def load_settings(cli: dict[str, Any]) -> Settings:
+    """Build the settings from CLI values (``None`` = not given), the environment and the config."""
+    given = {k: v for k, v in cli.items() if v is not None and v != []}
+    config_path = given.get("config") or os.environ.get("SWITCHBOARD_CONFIG")
+    file_values: dict[str, Any] = {}
+    if config_path:
+        file_values = read_config_file(Path(config_path))
+        # The environment outranks the file: drop file values that a variable also sets.
+        file_values = {
+            k: v for k, v in file_values.items() if f"SWITCHBOARD_{k.upper()}" not in os.environ
+        }
+    return Settings(**{**file_values, **given})
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ValueError(f"config file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of settings")
+    server = data.get("server", data)
+    return {str(k).replace("-", "_"): v for k, v in server.items()}
