@@ -68,6 +68,7 @@ class Engine:
         self._queued_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="switchboard-engine", daemon=True)
         self._stopping = False
+        self._abort_reason = ""
         self._thread.start()
 
     # --- public API (any thread) -------------------------------------------------------------
@@ -97,7 +98,13 @@ class Engine:
             "kv_cells": self.scheduler.kv_cells,
         }
 
+    def abort_all(self, reason: str) -> None:
+        """End every queued and running sequence with an error (at the next step)."""
+        self._abort_reason = reason
+        self._inbox.put(("abort", None))
+
     def shutdown(self) -> None:
+        self.abort_all("the server is shutting down")
         self._stopping = True
         self._inbox.put(("stop", None))
         self._thread.join(timeout=10)
@@ -126,6 +133,8 @@ class Engine:
                     self._release_queue_slot(seq)
                 else:
                     self.scheduler.add(seq)
+            elif kind == "abort":
+                self._fail_all(self._abort_reason)
             elif kind == "cancel" and seq is not None:
                 self._release_queue_slot(seq)
                 if seq.status is not SequenceStatus.FINISHED:

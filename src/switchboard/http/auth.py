@@ -24,8 +24,8 @@ class KeyChecker:
         """FastAPI dependency: raise 401 unless the request carries a valid key."""
         if self.open:
             return
-        presented = _presented_key(request)
-        if presented is None:
+        presented = _presented_keys(request)
+        if not presented:
             raise APIError(
                 401,
                 "You didn't provide an API key. Send it as 'Authorization: Bearer KEY' "
@@ -33,10 +33,10 @@ class KeyChecker:
                 type="authentication_error",
                 code="missing_api_key",
             )
-        candidate = presented.encode()
         matched = False
-        for key in self._keys:  # no early exit: time does not depend on which key matched
-            matched |= hmac.compare_digest(candidate, key)
+        for candidate in presented:  # no early exit: time does not depend on which key matched
+            for key in self._keys:
+                matched |= hmac.compare_digest(candidate.encode(), key)
         if not matched:
             raise APIError(
                 401,
@@ -46,13 +46,15 @@ class KeyChecker:
             )
 
 
-def _presented_key(request: Request) -> str | None:
+def _presented_keys(request: Request) -> list[str]:
+    """Keys from both headers: SDK users often set ``x-api-key`` next to a placeholder Bearer."""
+    keys = []
     auth = request.headers.get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
+            keys.append(value.strip())
     key = request.headers.get("x-api-key")
     if key and key.strip():
-        return key.strip()
-    return None
+        keys.append(key.strip())
+    return keys

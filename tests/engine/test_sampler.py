@@ -1,0 +1,118 @@
+"""Sampler properties on synthetic logits."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from switchboard.engine.request import SamplingParams
+from switchboard.engine.sampler import Sampler, SequenceSampling, make_rng, top_logprobs
+
+V = 50
+
+
+def seq(seed: int | None = 0, offset: int = 0, **params: object) -> SequenceSampling:
+    p = SamplingParams(seed=seed, **params)  # type: ignore[arg-type]
+    return SequenceSampling(params=p, rng=make_rng(seed, offset), n_vocab=V)
+
+
+def logits(rows: int = 1, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(rows, V)).astype(np.float32)
+
+
+def test_temperature_zero_is_argmax() -> None:
+    sampler = Sampler(V, eog_token_ids=[])
+    x = logits(3)
+    out = sampler.sample(x.copy(), [seq(temperature=0.0) for _ in range(3)])
+    assert out.tolist() == x.argmax(axis=1).tolist()
+
+
+def test_top_k_only_draws_from_the_k_best() -> None:
+    sampler = Sampler(V, eog_token_ids=[])
+    x = logits()
+    best3 = set(np.argsort(-x[0])[:3].tolist())
+    s = seq(seed=7, temperature=2.0, top_k=3)
+    drawn = {int(sampler.sample(x.copy(), [s])[0]) for _ in range(200)}
+    assert drawn <= best3 and len(drawn) > 1
+
+
+def test_top_p_keeps_the_smallest_set_holding_p() -> None:
+    sampler = Sampler(V, eog_token_ids=[])
+    x = np.full((1, V), -10.0, dtype=np.float32)
+    x[0, [4, 9, 13]] = [3.0, 2.5, 0.0]  # probabilities ~ .61, .37, .02
+    s = seq(seed=3, top_p=0.9)
+    drawn = {int(sampler.sample(x.copy(), [s])[0]) for _ in range(300)}
+    assert drawn == {4, 9}
+
+
+def test_min_p_drops_unlikely_tokens() -> None:
+    sampler = Sampler(V, eog_token_ids=[])
+    x = np.full((1, V), -10.0, dtype=np.float32)
+    x[0, [1, 2]] = [5.0, 4.0]
+    s = seq(seed=5, min_p=0.2)
+    drawn = {int(sampler.sample(x.copy(), [s])[0]) for _ in range(300)}
+    assert drawn == {1, 2}
+
+
+def test_logit_bias_forces_and_bans_tokens() -> None:
+    sampler = Sampler(V, eog_token_ids=[])
+    x = logits()
+    worst = int(x[0].argmin())
+    assert sampler.sample(x.copy(), [seq(temperature=0.0, logit_bias={worst: 100.0})])[0] == worst
+    best = int(x[0].argmax())
+    banned = sampler.sample(x.copy(), [seq(temperature=0.0, logit_bias={best: -100.0})])[0]
+    assert banned != best
+
+
+def test_same_seed_same_tokens_whatever_the_batch() -> None:
+    sampler = Sampler(V, eog_token_ids=[])
+    x = logits(4, seed=9)
+    alone = [int(sampler.sample(x[:1].copy(), [seq(seed=42)])[0]) for _ in range(1)]
+    a = seq(seed=42)
+    others = [seq(seed=None) for _ in range(3)]
+    batched = sampler.sample(np.vstack([x[:1], x[1:]]).copy(), [a, *others])
+    assert int(batched[0]) == alone[0]
+    draws1 = [int(sampler.sample(x[:1].copy(), [s])[0]) for s in [seq(seed=42)] for _ in range(20)]
+    s2 = seq(seed=42)
+    draws2 = [int(sampler.sample(x[:1].copy(), [s2])[0]) for _ in range(20)]
+    assert draws1 == draws2
+
+
+def test_choice_offsets_give_different_streams() -> None:
+    a, b = make_rng(1, 0), make_rng(1, 1)
+    assert a.random() != b.random()
+
+
+def test_eog_masked_while_ignore_eos_or_before_min_tokens() -> None:
+    sampler = Sampler(V, eog_token_ids=[7])
+    x = np.zeros((1, V), dtype=np.float32)
+    x[0, 7] = 50.0
+    assert sampler.sample(x.copy(), [seq(temperature=0.0, ignore_eos=True)])[0] != 7
+    s = seq(temperature=0.0, min_tokens=2)
+    assert sampler.sample(x.copy(), [s])[0] != 7
+    s.accept(3)
+    s.accept(3)
+    assert sampler.sample(x.copy(), [s])[0] == 7
+
+
+def test_presence_and_repetition_penalties_lower_seen_tokens() -> None:
+    sampler = Sampler(V, eog_token_ids=[])
+    x = np.zeros((1, V), dtype=np.float32)
+    x[0, 3] = 1.0
+    x[0, 4] = 0.9
+    s = seq(temperature=0.0, presence_penalty=0.5)
+    s.accept(3)
+    assert sampler.sample(x.copy(), [s])[0] == 4
+    r = SequenceSampling(
+        params=SamplingParams(temperature=0.0, repetition_penalty=1.5),
+        rng=make_rng(0, 0),
+        n_vocab=V,
+        prompt_tokens=(3,),
+    )
+    assert sampler.sample(x.copy(), [r])[0] == 4
+
+
+def test_top_logprobs_sorted_best_first() -> None:
+    row = np.log(np.array([0.1, 0.5, 0.15, 0.25]))
+    ids, values = top_logprobs(row, 3)
+    assert ids.tolist() == [1, 3, 2]
+    assert np.all(np.diff(values) <= 0)

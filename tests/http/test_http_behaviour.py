@@ -1,0 +1,162 @@
+"""HTTP behaviour beyond the SDK: health while loading, disconnects, in-band stream errors, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from switchboard.engine import StepOutput
+from switchboard.http import create_app
+from switchboard.http.errors import to_api_error
+from switchboard.http.sse import sse_stream
+from switchboard.protocol import ChatCompletionRequest
+from switchboard.protocol.responses import Delta
+from switchboard.serving import ChatRun
+from switchboard.serving import ModelCatalog
+from switchboard.settings import Settings
+from tests.conftest import API_KEY, RunningServer, start_server, stop_server
+
+BODY = {"messages": [{"role": "user", "content": "Tell me a long story."}]}
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def running(server: RunningServer) -> int:
+    stats = httpx.get(server.base + "/health").json()["models"]["smollm2-135m-instruct"]
+    return stats["running"] + stats["waiting"]
+
+
+def wait_idle(server: RunningServer, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running(server) == 0:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_health_needs_no_key_and_docs_exist(server: RunningServer) -> None:
+    r = httpx.get(server.base + "/health")
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+    assert httpx.get(server.base + "/docs").status_code == 200
+    spec = httpx.get(server.base + "/openapi.json").json()
+    assert "/v1/chat/completions" in spec["paths"]
+    assert httpx.get(server.base + "/v1/models").status_code == 401
+    assert httpx.get(server.base + "/v1/models", headers={"x-api-key": API_KEY}).status_code == 200
+
+
+def test_health_is_503_while_loading() -> None:
+    async def scenario() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        catalog = ModelCatalog(Settings())
+        app = create_app(Settings(), catalog)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            loading = await client.get("/health")
+            chat = await client.post("/v1/chat/completions", json=BODY)
+            await catalog.load()
+            ready = await client.get("/health")
+        catalog.close()
+        return loading, chat, ready
+
+    loading, chat, ready = asyncio.run(scenario())
+    assert loading.status_code == 503 and loading.json()["error"]["code"] == "model_loading"
+    assert chat.status_code == 503 and "Retry-After" in chat.headers
+    assert ready.status_code == 200
+
+
+def test_stream_disconnect_frees_the_sequence(server: RunningServer) -> None:
+    body = {**BODY, "stream": True, "max_tokens": 3000, "ignore_eos": True}
+    with httpx.stream("POST", server.v1 + "/chat/completions", json=body, headers=AUTH) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        for _ in range(6):
+            next(lines)
+        assert running(server) == 1
+    assert wait_idle(server)
+
+
+def test_non_stream_disconnect_frees_the_sequence(server: RunningServer) -> None:
+    body = {**BODY, "max_tokens": 3000, "ignore_eos": True}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.v1 + "/chat/completions", json=body, headers=AUTH, timeout=1.0)
+    assert wait_idle(server)
+
+
+def test_error_after_stream_started_is_sent_in_band() -> None:
+    """An engine failure mid-stream becomes ``data: {"error": ...}`` then ``[DONE]``."""
+
+    async def scenario() -> tuple[list[bytes], bool]:
+        queue: asyncio.Queue = asyncio.Queue()
+        run = ChatRun(
+            model=None, request=ChatCompletionRequest(messages=BODY["messages"]),  # type: ignore[arg-type]
+            prompt_tokens=3, queue=queue,
+        )
+        run.handles.append(None)  # type: ignore[arg-type]  # one choice in flight
+        run.cancel = lambda: None  # type: ignore[method-assign]
+        closed = []
+
+        async def chunks():  # what ChatService.stream yields, reduced to text
+            async for _, out in run.outputs():
+                yield Delta(content=out.text)
+
+        await queue.put((0, StepOutput(text="Once")))
+        await queue.put((0, StepOutput(finish_reason="error", error="simulated failure")))
+        frames = [
+            f async for f in sse_stream(
+                chunks(), on_error=lambda e: to_api_error(e).body(),
+                on_close=lambda: closed.append(True),
+            )
+        ]
+        return frames, bool(closed)
+
+    frames, closed = asyncio.run(scenario())
+    assert closed
+    assert json.loads(frames[0][6:])["content"] == "Once"
+    assert frames[-1] == b"data: [DONE]\n\n"
+    error = json.loads(frames[-2][6:])["error"]
+    assert error["message"] == "simulated failure" and error["type"] == "server_error"
+
+
+def test_invalid_json_and_bad_messages_are_4xx(server: RunningServer) -> None:
+    url = server.v1 + "/chat/completions"
+    r = httpx.post(url, content=b"{not json", headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 422 and "error" in r.json() and "detail" in r.json()
+    r = httpx.post(url, json={"messages": [{"role": "wizard", "content": "x"}]}, headers=AUTH)
+    assert r.status_code == 422 and r.json()["error"]["param"].startswith("messages[0]")
+    r = httpx.post(
+        url,
+        json={"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]},
+        headers=AUTH,
+    )
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages[0].content[0]"
+    r = httpx.post(url, json={**BODY, "logit_bias": {"999999": 5}}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "logit_bias"
+    r = httpx.post(url, json={**BODY, "max_tokens": 100000}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+
+
+def test_tls(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    srv = start_server(
+        tmp_path, "--ssl-certfile", str(cert), "--ssl-keyfile", str(key), scheme="https"
+    )
+    try:
+        r = httpx.post(
+            srv.v1 + "/chat/completions", json={**BODY, "max_tokens": 2}, verify=False
+        )
+        assert r.status_code == 200 and r.json()["object"] == "chat.completion"
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(srv.base.replace("https", "http") + "/health", timeout=2)
+    finally:
+        stop_server(srv)

@@ -1,0 +1,161 @@
+"""The official ``openai`` Python SDK against a real server on loopback."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+from openai import OpenAI
+
+from tests.conftest import API_KEY, RunningServer
+
+MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+MODEL = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="module")
+def client(server: RunningServer) -> OpenAI:
+    return OpenAI(base_url=server.v1 + "/", api_key=API_KEY, max_retries=0, timeout=60)
+
+
+def test_non_streamed_completion(client: OpenAI, reference: dict) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, temperature=0, max_tokens=32
+    )
+    assert completion.id.startswith("chatcmpl-")
+    assert completion.object == "chat.completion"
+    assert completion.model == MODEL
+    assert completion.system_fingerprint and completion.created > 0
+    choice = completion.choices[0]
+    assert choice.index == 0 and choice.message.role == "assistant"
+    assert choice.message.content == reference["items"][0]["completion_text"]
+    assert choice.finish_reason == "length"
+    usage = completion.usage
+    assert usage and usage.prompt_tokens == len(reference["items"][0]["prompt_token_ids"])
+    assert usage.completion_tokens == 32
+    assert usage.total_tokens == usage.prompt_tokens + 32
+
+
+def test_streamed_completion_with_usage(client: OpenAI, reference: dict) -> None:
+    stream = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, temperature=0, max_tokens=32, stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert len({c.id for c in chunks}) == 1
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == reference["items"][0]["completion_text"]
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finals) == 1 and finals[0].choices[0].finish_reason == "length"
+    assert chunks[-1].choices == [] and chunks[-1].usage
+    assert chunks[-1].usage.completion_tokens == 32
+
+
+def test_stream_without_usage_has_no_usage_chunk(client: OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, max_tokens=4, stream=True
+        )
+    )
+    assert all(c.choices for c in chunks)
+    assert all(c.usage is None for c in chunks)
+
+
+def test_stop_max_completion_tokens_seed_and_n(client: OpenAI) -> None:
+    done = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, temperature=0, max_completion_tokens=32, stop=[", la"]
+    )
+    assert done.choices[0].message.content == "L'Étoile"
+    assert done.choices[0].finish_reason == "stop"
+    kwargs = dict(model=MODEL, messages=MESSAGES, temperature=1.0, seed=7, max_tokens=12, n=2)
+    a = client.chat.completions.create(**kwargs)  # type: ignore[arg-type]
+    b = client.chat.completions.create(**kwargs)  # type: ignore[arg-type]
+    assert [c.index for c in a.choices] == [0, 1]
+    assert [c.message.content for c in a.choices] == [c.message.content for c in b.choices]
+
+
+def test_logprobs(client: OpenAI, reference: dict) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, temperature=0, max_tokens=3, logprobs=True,
+        top_logprobs=5,
+    )
+    content = completion.choices[0].logprobs.content  # type: ignore[union-attr]
+    assert [c.token for c in content] == reference["items"][0]["tokens"][:3]
+    assert content[0].logprob == pytest.approx(reference["items"][0]["token_logprobs"][0], abs=0.05)
+    assert len(content[0].top_logprobs) == 5
+    assert bytes(content[0].bytes) == content[0].token.encode()
+
+
+def test_telkom_seed_module_level_client(telkom_server: RunningServer) -> None:
+    """As Telkom documents: module-level base_url and an x-api-key default header."""
+    saved = (openai.base_url, openai.api_key, openai.default_headers)
+    try:
+        openai.api_key = "unused-placeholder"
+        openai.base_url = telkom_server.base + "/"
+        openai.default_headers = {"x-api-key": API_KEY}
+        completion = openai.chat.completions.create(
+            model=MODEL, messages=MESSAGES, max_tokens=8
+        )
+        assert completion.choices[0].message.content
+    finally:
+        openai.base_url, openai.api_key, openai.default_headers = saved
+        openai._client = None  # type: ignore[attr-defined]
+
+
+def test_base_path_routes(telkom_server: RunningServer) -> None:
+    client = OpenAI(base_url=telkom_server.base + "/v1/", api_key=API_KEY, max_retries=0)
+    assert [m.id for m in client.models.list().data] == [MODEL]
+    bare = OpenAI(base_url=telkom_server.base.rsplit("/Telkom", 1)[0] + "/v1/",
+                  api_key=API_KEY, max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        bare.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2)
+
+
+def test_wrong_key_is_401(server: RunningServer) -> None:
+    client = OpenAI(base_url=server.v1 + "/", api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as err:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2)
+    assert err.value.status_code == 401
+    assert err.value.body["code"] == "invalid_api_key"  # type: ignore[index]
+    assert "sk-wrong" not in server.log()
+
+
+def test_unknown_model_is_404(client: OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as err:
+        client.chat.completions.create(model="gpt-nope", messages=MESSAGES, max_tokens=2)
+    assert err.value.body["param"] == "model"  # type: ignore[index]
+    assert err.value.body["code"] == "model_not_found"  # type: ignore[index]
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-nope")
+    assert client.models.retrieve(MODEL).id == MODEL
+
+
+def test_invalid_value_is_422(client: OpenAI) -> None:
+    with pytest.raises(openai.UnprocessableEntityError) as err:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, temperature=3)
+    body = err.value.response.json()
+    assert body["detail"][0]["loc"] == ["body", "temperature"]
+    assert body["error"]["param"] == "temperature"
+    assert body["error"]["type"] == "invalid_request_error"
+
+
+def test_understood_but_unsupported_parameter_is_400_naming_it(client: OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, extra_body={"guided_regex": "[0-9]+"}
+        )
+    assert err.value.body["param"] == "guided_regex"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model=MODEL, messages=MESSAGES,
+            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        )
+    assert err.value.body["param"] == "tools"  # type: ignore[index]
+
+
+def test_unknown_parameter_is_named_in_header(client: OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=MESSAGES, max_tokens=2, extra_body={"frobnicate": True, "zz": 1}
+    )
+    assert raw.headers["x-switchboard-ignored-params"] == "frobnicate,zz"
+    assert raw.parse().choices[0].message.content is not None
