@@ -160,3 +160,22 @@ def test_tls(tmp_path: Path) -> None:
             httpx.get(srv.base.replace("https", "http") + "/health", timeout=2)
     finally:
         stop_server(srv)
+
+
+def test_any_gguf_with_model_flag_and_open_server_warning(tmp_path: Path) -> None:
+    from switchboard.engine.embedded import embedded_model_path
+
+    copy = tmp_path / "my-model.Q4_1.gguf"
+    copy.symlink_to(embedded_model_path())
+    srv = start_server(tmp_path, "--model", str(copy))
+    try:
+        models = httpx.get(srv.v1 + "/models").json()["data"]
+        assert [m["id"] for m in models] == ["my-model.Q4_1"]
+        r = httpx.post(
+            srv.v1 + "/chat/completions",
+            json={**BODY, "model": "my-model.Q4_1", "max_tokens": 2},
+        )
+        assert r.status_code == 200 and r.json()["model"] == "my-model.Q4_1"
+        assert "no API key configured" in srv.log() and "127.0.0.1" in srv.log()
+    finally:
+        stop_server(srv)

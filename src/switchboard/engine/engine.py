@@ -195,17 +195,16 @@ class Engine:
 
     def _sample(self, chunks: list[ScheduledChunk], logits: np.ndarray) -> None:
         seqs = [c.seq for c in chunks]
-        wants_logprobs = [i for i, s in enumerate(seqs) if s.params.logprobs]
-        logprob_rows = log_softmax(logits[wants_logprobs]) if wants_logprobs else None
+        rows = [i for i, s in enumerate(seqs) if s.params.logprobs]
+        # Reported logprobs come from the raw distribution, before the sampler edits ``logits``.
+        raw_logprobs = dict(zip(rows, log_softmax(logits[rows]))) if rows else {}
         chosen = self.sampler.sample(logits, [s.sampling for s in seqs])
         now = time.monotonic()
         for i, (seq, token) in enumerate(zip(seqs, chosen.tolist())):
             if seq.first_token_at is None:
                 seq.first_token_at = now
-            lp = None
-            if logprob_rows is not None and i in wants_logprobs:
-                lp = self._logprob(logprob_rows[wants_logprobs.index(i)], token, seq)
-            self._advance(seq, token, lp)
+            row = raw_logprobs.get(i)
+            self._advance(seq, token, None if row is None else self._logprob(row, token, seq))
 
     def _logprob(self, row: np.ndarray, token: int, seq: Sequence) -> TokenLogprob:
         special = not seq.params.skip_special_tokens
