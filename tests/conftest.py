@@ -52,7 +52,7 @@ def start_server(
     port = free_port()
     log_path = tmp / f"server-{port}.log"
     cmd = [sys.executable, "-m", "switchboard", "serve", "--port", str(port), *args]
-    full_env = {**os.environ, **(env or {})}
+    full_env = {"SWITCHBOARD_CACHE_DIR": str(tmp / "cache"), **os.environ, **(env or {})}
     process = subprocess.Popen(
         cmd, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=full_env
     )
@@ -91,8 +91,10 @@ def stop_server(server: RunningServer) -> None:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A server with one API key, at the root."""
-    srv = start_server(tmp_path_factory.mktemp("srv"), "--api-key", API_KEY)
+    """A server with one API key, at the root, on the shipped weights (to compare with llama.cpp)."""
+    srv = start_server(
+        tmp_path_factory.mktemp("srv"), "--api-key", API_KEY, "--weights", "original"
+    )
     yield srv
     stop_server(srv)
 
@@ -104,6 +106,8 @@ def telkom_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
         tmp_path_factory.mktemp("telkom"),
         "--root-path",
         TELKOM_ROOT,
+        "--weights",
+        "original",
         env={"SWITCHBOARD_API_KEYS": f"other-key,{API_KEY}"},
     )
     yield srv

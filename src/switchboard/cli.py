@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="YAML config file")
     serve.add_argument("--ssl-certfile", type=Path, help="TLS certificate (PEM)")
     serve.add_argument("--ssl-keyfile", type=Path, help="TLS private key (PEM)")
+    serve.add_argument(
+        "--weights", choices=["q8_0", "original"], help="weight format (default q8_0, cached)"
+    )
+    serve.add_argument("--cache-dir", type=Path, help="where converted weights are kept")
     serve.add_argument("--n-ctx", type=int, help="KV cache cells shared by all sequences")
     serve.add_argument("--threads", dest="n_threads", type=int, help="CPU threads")
     serve.add_argument("--max-sequences", type=int, help="sequences decoded together")

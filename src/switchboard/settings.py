@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, SecretStr, field_validator
@@ -13,6 +13,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "switchboard"
 
 
 class Settings(BaseSettings):
@@ -41,6 +46,13 @@ class Settings(BaseSettings):
     config: Path | None = Field(default=None, description="YAML config file.")
 
     # Engine
+    weights: Literal["q8_0", "original"] = Field(
+        default="q8_0",
+        description="Serve the GGUF requantized to Q8_0 (converted once, cached) or as shipped.",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir, description="Where converted weights are kept."
+    )
     n_ctx: int = Field(default=8192, ge=256, description="KV cells shared by all sequences.")
     n_threads: int | None = Field(default=None, ge=1, description="CPU threads (default: cores).")
     max_sequences: int = Field(default=16, ge=1, le=256, description="Sequences decoded together.")

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,17 +21,39 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+ProgressHook = Callable[[int, int], None]
+_progress: ProgressHook | None = None
+_TENSOR_LINE = re.compile(rb"^\[\s*(\d+)/\s*(\d+)\]")
+
+
 @ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     """llama.cpp's log goes to our logger at debug level instead of stderr."""
+    if _progress is not None:
+        match = _TENSOR_LINE.match(text)
+        if match:
+            done, total = int(match.group(1)), int(match.group(2))
+            if done == total or done % max(1, total // 10) == 0:
+                _progress(done, total)
     if log.isEnabledFor(logging.DEBUG):
         log.debug(text.decode("utf-8", "replace").rstrip())
+
+
+@contextmanager
+def quantize_progress(hook: ProgressHook) -> Iterator[None]:
+    """Report llama.cpp's per-tensor quantization lines as ``hook(done, total)``."""
+    global _progress
+    _progress = hook
+    try:
+        yield
+    finally:
+        _progress = None
 
 
 _backend_ready = False
 
 
-def _init_backend() -> None:
+def init_backend() -> None:
     global _backend_ready
     if not _backend_ready:
         llama_cpp.llama_log_set(_quiet_log, ctypes.c_void_p(0))
@@ -89,7 +114,7 @@ class LlamaModel:
         n_batch: int = 512,
         flash_attn: bool = False,
     ) -> None:
-        _init_backend()
+        init_backend()
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}")
         mparams = llama_cpp.llama_model_default_params()

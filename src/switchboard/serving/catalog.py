@@ -13,6 +13,7 @@ from pathlib import Path
 from switchboard import __version__
 from switchboard.engine import ChatTemplate, Engine, EngineConfig, LlamaModel
 from switchboard.engine.embedded import embedded_model_path
+from switchboard.engine.weights import prepare_weights
 from switchboard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,8 @@ class ModelCatalog:
 
     @staticmethod
     def _load_local(settings: Settings) -> LocalModel:
-        path: Path = settings.model or embedded_model_path()
+        source: Path = settings.model or embedded_model_path()
+        path = prepare_weights(source, settings.weights, settings.cache_dir, settings.threads)
         llama = LlamaModel(
             path,
             n_ctx=settings.n_ctx,
@@ -86,7 +88,7 @@ class ModelCatalog:
         digest = hashlib.sha256(f"{path.name}:{info.size_bytes}:{__version__}".encode())
         return LocalModel(
             id=settings.served_model_id,
-            created=int(path.stat().st_mtime),
+            created=int(source.stat().st_mtime),
             llama=llama,
             engine=engine,
             template=template,
