@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", dest="n_threads", type=int, help="CPU threads")
     serve.add_argument("--max-sequences", type=int, help="sequences decoded together")
     serve.add_argument("--max-queue", type=int, help="waiting requests before 429")
+    serve.add_argument(
+        "--prefix-cache", action=argparse.BooleanOptionalAction, default=None,
+        help="keep finished sequences' KV cells to reuse shared prompt prefixes (default off)",
+    )
     serve.add_argument("--log-level", help="debug, info, warning, error")
     return parser
 

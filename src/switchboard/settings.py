@@ -55,8 +55,13 @@ class Settings(BaseSettings):
     )
     n_ctx: int = Field(default=8192, ge=256, description="KV cells shared by all sequences.")
     n_threads: int | None = Field(default=None, ge=1, description="CPU threads (default: cores).")
-    max_sequences: int = Field(default=16, ge=1, le=256, description="Sequences decoded together.")
+    max_sequences: int = Field(default=16, ge=1, le=128, description="Sequences decoded together.")
     max_queue: int = Field(default=256, ge=1, description="Requests waiting before 429.")
+    prefix_cache: bool = Field(
+        default=False,
+        description="Keep finished sequences' KV cells to reuse shared prompt prefixes "
+        "(faster repeated prompts; outputs then depend slightly on earlier traffic).",
+    )
     default_max_tokens: int | None = Field(
         default=None, ge=1, description="Completion cap when a request sets none (context rest)."
     )

@@ -42,8 +42,10 @@ class Collector:
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
-    model = LlamaModel(embedded_model_path(), n_ctx=4096, n_seq_max=4, n_threads=2)
-    eng = Engine(model, EngineConfig(max_sequences=4, max_queue=4))
+    """Without prefix cache: each request runs alone in the KV cache, as llama.cpp's reference."""
+    config = EngineConfig(max_sequences=4, max_queue=4, cache_slots=0)
+    model = LlamaModel(embedded_model_path(), n_ctx=4096, n_seq_max=config.sequence_ids, n_threads=2)
+    eng = Engine(model, config)
     yield eng
     eng.shutdown()
 
@@ -100,6 +102,7 @@ def test_seeded_sampling_is_reproducible(engine: Engine, reference: dict) -> Non
 
 
 def test_cancel_frees_the_sequence(engine: Engine, reference: dict) -> None:
+    kv_before = engine.stats()["kv_used"]
     sink = Collector()
     handle = engine.submit(
         GenerationRequest(
@@ -116,9 +119,9 @@ def test_cancel_frees_the_sequence(engine: Engine, reference: dict) -> None:
     deadline = time.monotonic() + 5
     while engine.stats()["running"] and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert engine.stats() | {"kv_cells": 0} == {
-        "running": 0, "waiting": 0, "kv_used": 0, "kv_cells": 0,
-    }
+    stats = engine.stats()
+    assert (stats["running"], stats["waiting"]) == (0, 0)
+    assert stats["kv_used"] == kv_before  # the cancelled sequence's cells are gone
     assert not sink.done.is_set()
 
 
@@ -137,3 +140,18 @@ def test_queue_full_is_refused(engine: Engine, reference: dict) -> None:
 def test_prompt_longer_than_context_is_refused(engine: Engine) -> None:
     with pytest.raises(PromptTooLong):
         engine.submit(GenerationRequest(tuple([1] * 9000), SamplingParams()), Collector())
+
+
+def test_prefix_cache_serves_a_repeated_prompt() -> None:
+    config = EngineConfig(max_sequences=2, max_queue=4, cache_slots=2)
+    model = LlamaModel(embedded_model_path(), n_ctx=2048, n_seq_max=config.sequence_ids, n_threads=2)
+    eng = Engine(model, config)
+    try:
+        system = model.tokenize("<|im_start|>system\n" + "You answer briefly. " * 40)
+        first = run(eng, system + model.tokenize("<|im_start|>user\nHi"), max_tokens=4)
+        second = run(eng, system + model.tokenize("<|im_start|>user\nHello"), max_tokens=4)
+        assert first.outputs[-1].cached_tokens == 0
+        assert second.outputs[-1].cached_tokens >= len(system)
+        assert eng.stats()["cached"] == 2
+    finally:
+        eng.shutdown()

@@ -34,9 +34,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EngineConfig:
-    max_sequences: int = 16
-    max_queue: int = 256
-    token_budget: int = 512
+    max_sequences: int = 16  # decoded together
+    max_queue: int = 256  # waiting before submit refuses
+    token_budget: int = 512  # tokens per forward pass
+    cache_slots: int = 16  # finished sequences kept for prefix reuse
+
+    @property
+    def sequence_ids(self) -> int:
+        """Sequence ids the llama.cpp context must provide (its ``n_seq_max``)."""
+        return self.max_sequences + self.cache_slots
 
 
 class SequenceHandle:
@@ -57,10 +63,14 @@ class Engine:
         self.config = config
         self.context_limit = min(model.n_ctx, model.n_ctx_train or model.n_ctx)
         self.sampler = Sampler(model.n_vocab, model.eog_token_ids)
+        if model.n_seq_max < config.sequence_ids:
+            raise ValueError(f"the model context needs n_seq_max >= {config.sequence_ids}")
         self.scheduler = Scheduler(
             max_sequences=config.max_sequences,
+            cache_slots=config.cache_slots,
             kv_cells=model.n_ctx,
             token_budget=min(config.token_budget, model.n_batch),
+            share=model.share,
             forget=model.forget,
         )
         self._inbox: queue.SimpleQueue[tuple[str, Sequence | None]] = queue.SimpleQueue()
@@ -94,6 +104,7 @@ class Engine:
         return {
             "running": len(self.scheduler.running),
             "waiting": self._queued,
+            "cached": len(self.scheduler.cached),
             "kv_used": self.scheduler.kv_used,
             "kv_cells": self.scheduler.kv_cells,
         }
@@ -138,7 +149,7 @@ class Engine:
             elif kind == "cancel" and seq is not None:
                 self._release_queue_slot(seq)
                 if seq.status is not SequenceStatus.FINISHED:
-                    self.scheduler.release(seq)
+                    self.scheduler.release(seq, keep_cache=False)
                     seq.status = SequenceStatus.FINISHED
             try:
                 item = self._inbox.get_nowait()
@@ -242,7 +253,7 @@ class Engine:
     def _fail_all(self, message: str) -> None:
         for seq in list(self.scheduler.running) + list(self.scheduler.waiting):
             try:
-                self.scheduler.release(seq)
+                self.scheduler.release(seq, keep_cache=False)
             except Exception:  # noqa: BLE001 - best effort while failing
                 pass
             self._release_queue_slot(seq)

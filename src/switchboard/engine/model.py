@@ -234,6 +234,10 @@ class LlamaModel:
         ptr = llama_cpp.llama_get_logits(self._ctx)
         return np.ctypeslib.as_array(ptr, shape=(n_out, self.n_vocab)).copy()
 
+    def share(self, src_seq: int, dst_seq: int, n_tokens: int) -> None:
+        """Let ``dst_seq`` use the first ``n_tokens`` cells of ``src_seq`` (no copy is made)."""
+        llama_cpp.llama_memory_seq_cp(self._memory, src_seq, dst_seq, 0, n_tokens)
+
     def forget(self, seq_id: int, from_pos: int = 0) -> None:
         """Drop the KV cells of ``seq_id`` from position ``from_pos`` on."""
         llama_cpp.llama_memory_seq_rm(self._memory, seq_id, from_pos, -1)

@@ -1,19 +1,28 @@
-"""Which tokens of which sequences go into the next forward pass.
+"""Which tokens of which sequences go into the next forward pass, and who owns which KV cells.
 
 Continuous batching: waiting sequences join the running set as soon as a sequence slot and KV
 cells are free; every step feeds one token per decoding sequence first, then fills the rest of
 the per-step token budget with prompt chunks, so running streams keep flowing while a long prompt
 is read. When the shared KV cache runs out the youngest sequence is preempted (its cells dropped)
 and re-queued at the front, to be recomputed later.
+
+Prefix cache: finished sequences keep their cells (least recently used first out). A new sequence
+starts from the longest prefix of its tokens already held by a running or cached sequence; the
+cells are shared (``llama_memory_seq_cp``), not copied. A sequence whose prompt another running
+sequence is still reading waits for it, so ``n`` choices and bursts with one system prompt read
+the shared part once. Cell accounting: a sequence owns ``n_past - shared_len`` cells; its first
+``shared_len`` cells are counted in its ``source``; when a source goes, its largest child inherits.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from switchboard.engine.sequence import Sequence, SequenceStatus
+
+MIN_DEFER_GAIN = 32  # wait for another sequence's prefill only if it saves this many tokens
 
 
 @dataclass
@@ -27,25 +36,39 @@ class ScheduledChunk:
         return self.seq.n_past + self.n_tokens == len(self.seq.tokens)
 
 
+def common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
 class Scheduler:
     def __init__(
         self,
         max_sequences: int,
+        cache_slots: int,
         kv_cells: int,
         token_budget: int,
+        share: Callable[[int, int, int], None],
         forget: Callable[[int], None],
     ) -> None:
+        self._share = share  # (src_id, dst_id, n_tokens): dst gets src's first n cells
         self._forget = forget  # drops a sequence id's KV cells
         self.max_sequences = max_sequences
+        self.cache_slots = cache_slots
         self.kv_cells = kv_cells
         self.token_budget = token_budget
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
-        self._free_ids = list(range(max_sequences - 1, -1, -1))
+        self.cached: OrderedDict[int, Sequence] = OrderedDict()  # seq_id -> finished sequence
+        self._free_ids = list(range(max_sequences + cache_slots - 1, -1, -1))
 
     @property
     def kv_used(self) -> int:
-        return sum(s.n_past for s in self.running)
+        holders = [*self.running, *self.cached.values()]
+        return sum(s.n_past - s.shared_len for s in holders)
 
     def add(self, seq: Sequence) -> None:
         self.waiting.append(seq)
@@ -53,15 +76,18 @@ class Scheduler:
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
 
-    def release(self, seq: Sequence) -> None:
-        """Forget a finished or cancelled sequence and free its KV cells."""
+    def release(self, seq: Sequence, keep_cache: bool = True) -> None:
+        """A sequence ended: keep its cells for prefix reuse, or drop them."""
         if seq in self.running:
             self.running.remove(seq)
-            self._forget(seq.seq_id)
-            self._free_ids.append(seq.seq_id)
+            if keep_cache and self.cache_slots > 0 and seq.n_past > 0:
+                self.cached[seq.seq_id] = seq
+                if len(self.cached) > self.cache_slots:
+                    self._evict_cached(keep=seq)
+            else:
+                self._drop(seq)
         elif seq in self.waiting:
             self.waiting.remove(seq)
-        seq.seq_id = -1
 
     def schedule(self) -> tuple[list[ScheduledChunk], list[Sequence]]:
         """Plan one step. Returns the chunks to feed and the sequences preempted to make room."""
@@ -83,30 +109,101 @@ class Scheduler:
                 free_cells -= n
         return chunks, preempted
 
+    # --- admission and the prefix cache ----------------------------------------------------------
     def _admit(self) -> None:
-        while self.waiting and self._free_ids:
+        while self.waiting and len(self.running) < self.max_sequences:
             seq = self.waiting[0]
-            reserve = sum(1 for s in self.running if s.n_pending <= 1)
-            pending_prefill = sum(s.n_pending for s in self.running if s.n_pending > 1)
-            need = seq.n_pending + self.kv_used + pending_prefill + reserve
-            if self.running and need > self.kv_cells:
+            source, shared = self._best_prefix(seq)
+            if self._worth_waiting(seq, shared):
+                break
+            need = seq.n_pending - shared + self._reserved()
+            while self.kv_used + need > self.kv_cells and self._evict_cached(keep=source):
+                pass
+            if self.running and self.kv_used + need > self.kv_cells:
+                break
+            if not self._free_ids and not self._evict_cached(keep=source):
                 break
             self.waiting.popleft()
             seq.seq_id = self._free_ids.pop()
             seq.status = SequenceStatus.RUNNING
+            if source is not None and shared > 0:
+                self._share(source.seq_id, seq.seq_id, shared)
+                seq.n_past = seq.shared_len = seq.cached_prefix = shared
+                seq.source = source
+                source.children.append(seq)
+                if source.seq_id in self.cached:
+                    self.cached.move_to_end(source.seq_id)
             self.running.append(seq)
+
+    def _best_prefix(self, seq: Sequence) -> tuple[Sequence | None, int]:
+        """The running or cached sequence sharing the longest prefix (at least one token must be
+        fed, so the whole prompt never counts)."""
+        best: Sequence | None = None
+        best_len = 0
+        limit = len(seq.tokens) - 1
+        for holder in [*self.running, *self.cached.values()]:
+            n = common_prefix(seq.tokens, holder.tokens, min(limit, holder.n_past))
+            if n > best_len:
+                best, best_len = holder, n
+        return best, best_len
+
+    def _worth_waiting(self, seq: Sequence, shared_now: int) -> bool:
+        """Another running sequence is still reading a prompt this one shares: wait for it."""
+        limit = len(seq.tokens) - 1
+        for other in self.running:
+            if other.n_pending > 1:
+                later = common_prefix(seq.tokens, other.tokens, min(limit, len(other.tokens)))
+                if later - shared_now >= MIN_DEFER_GAIN and later > other.n_past:
+                    return True
+        return False
+
+    def _reserved(self) -> int:
+        """Cells the running sequences need for their pending tokens and next decode."""
+        return sum(max(s.n_pending, 1) for s in self.running)
+
+    def _evict_cached(self, keep: Sequence | None = None) -> bool:
+        for seq_id, seq in self.cached.items():
+            if seq is not keep:
+                del self.cached[seq_id]
+                self._drop(seq)
+                return True
+        return False
+
+    def _drop(self, seq: Sequence) -> None:
+        """Free a sequence's id and cells; its largest child inherits the cells it shares."""
+        children = [c for c in seq.children if c.source is seq]
+        parent = seq.source
+        if parent is not None and seq in parent.children:
+            parent.children.remove(seq)
+        if children:
+            heir = max(children, key=lambda c: c.shared_len)
+            heir.shared_len = min(heir.shared_len, seq.shared_len)
+            heir.source = parent
+            if parent is not None:
+                parent.children.append(heir)
+            for child in children:
+                if child is not heir:
+                    child.source = heir
+                    heir.children.append(child)
+        seq.children = []
+        seq.source = None
+        seq.shared_len = 0
+        self._forget(seq.seq_id)
+        self._free_ids.append(seq.seq_id)
+        seq.seq_id = -1
 
     def _make_room_for_decodes(self) -> list[Sequence]:
         preempted: list[Sequence] = []
-        while len(self.running) > 1:
+        while True:
             decoding = sum(1 for s in self.running if s.n_pending == 1)
             if self.kv_used + decoding <= self.kv_cells:
                 break
-            victim = self.running[-1]
-            self.running.remove(victim)
-            self._forget(victim.seq_id)
-            self._free_ids.append(victim.seq_id)
-            victim.seq_id = -1
+            if self._evict_cached():
+                continue
+            if len(self.running) <= 1:
+                break
+            victim = self.running.pop()
+            self._drop(victim)
             preempted.append(victim)
             victim.n_past = 0
             victim.status = SequenceStatus.WAITING

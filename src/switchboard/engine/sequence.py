@@ -37,6 +37,10 @@ class Sequence:
         self.n_past = 0
         self.max_new_tokens = max_new_tokens
         self.seq_id = -1
+        self.source: Sequence | None = None  # holder of the first shared_len cells
+        self.shared_len = 0
+        self.children: list[Sequence] = []
+        self.cached_prefix = 0  # prompt tokens served from the prefix cache
         self.status = SequenceStatus.WAITING
         self.cancelled = False
         self.holds_queue_slot = True
@@ -67,4 +71,5 @@ class Sequence:
     def emit(self, out: StepOutput) -> None:
         out.prompt_tokens = self.n_prompt
         out.completion_tokens = self.n_generated
+        out.cached_tokens = self.cached_prefix
         self.sink(out)

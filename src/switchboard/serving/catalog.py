@@ -74,15 +74,18 @@ class ModelCatalog:
     def _load_local(settings: Settings) -> LocalModel:
         source: Path = settings.model or embedded_model_path()
         path = prepare_weights(source, settings.weights, settings.cache_dir, settings.threads)
+        config = EngineConfig(
+            max_sequences=settings.max_sequences,
+            max_queue=settings.max_queue,
+            cache_slots=settings.max_sequences if settings.prefix_cache else 0,
+        )
         llama = LlamaModel(
             path,
             n_ctx=settings.n_ctx,
-            n_seq_max=settings.max_sequences,
+            n_seq_max=config.sequence_ids,
             n_threads=settings.threads,
         )
-        engine = Engine(
-            llama, EngineConfig(max_sequences=settings.max_sequences, max_queue=settings.max_queue)
-        )
+        engine = Engine(llama, config)
         info = llama.info
         template = ChatTemplate(info.chat_template, info.bos_token, info.eos_token)
         digest = hashlib.sha256(f"{path.name}:{info.size_bytes}:{__version__}".encode())

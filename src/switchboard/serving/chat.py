@@ -114,12 +114,15 @@ class ChatService:
         logprobs: list[list[TokenLogprob]] = [[] for _ in range(n)]
         finish: list[str] = ["stop"] * n
         completion_tokens = 0
+        cached = 0
         async for index, out in run.outputs():
             texts[index].append(out.text)
             logprobs[index].extend(out.logprobs)
             if out.finished:
                 finish[index] = out.finish_reason or "stop"
                 completion_tokens += out.completion_tokens
+                if index == 0:
+                    cached = out.cached_tokens
         want_logprobs = bool(run.request.logprobs)
         choices = [
             Choice(
@@ -137,7 +140,7 @@ class ChatService:
             created=run.created,
             model=run.model.id,
             choices=choices,
-            usage=Usage.of(run.prompt_tokens, completion_tokens),
+            usage=Usage.of(run.prompt_tokens, completion_tokens, cached),
             system_fingerprint=run.model.fingerprint,
         )
 
@@ -158,17 +161,19 @@ class ChatService:
             yield chunk([ChunkChoice(index=i, delta=Delta(role="assistant", content=""))])
         want_logprobs = bool(run.request.logprobs)
         completion_tokens = 0
+        cached = 0
         async for index, out in run.outputs():
             lp = ChoiceLogprobs(content=_wire_logprobs(out.logprobs)) if want_logprobs else None
             if out.text or (lp and out.logprobs):
                 yield chunk([ChunkChoice(index=index, delta=Delta(content=out.text), logprobs=lp)])
             if out.finished:
                 completion_tokens += out.completion_tokens
+                cached = out.cached_tokens if index == 0 else cached
                 yield chunk(
                     [ChunkChoice(index=index, delta=Delta(), finish_reason=out.finish_reason)]  # type: ignore[arg-type]
                 )
         if run.request.include_usage:
-            yield chunk([], Usage.of(run.prompt_tokens, completion_tokens))
+            yield chunk([], Usage.of(run.prompt_tokens, completion_tokens, cached))
 
 
 def _wire_logprobs(items: list[TokenLogprob]) -> list[WireTokenLogprob]:

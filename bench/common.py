@@ -1,0 +1,74 @@
+"""Helpers shared by the benchmarks: start a server, stream one request and time it."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+
+EOG_BAN = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def switchboard(*args: str) -> Iterator[tuple[str, float]]:
+    """Start ``switchboard serve ARGS``; yield its base URL and seconds until /health was 200."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "switchboard", "serve", "--port", str(port), *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        while True:
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                sys.exit("server exited")
+            time.sleep(0.01)
+        yield base, time.monotonic() - started
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+@dataclass
+class Timing:
+    ttft: float
+    total: float
+    tokens: int
+
+
+def stream_once(base: str, body: dict) -> Timing:
+    body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    t0 = time.monotonic()
+    first = None
+    tokens = 0
+    with httpx.stream("POST", base + "/v1/chat/completions", json=body, timeout=300) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if not line.startswith("data: {"):
+                continue
+            chunk = json.loads(line[6:])
+            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                first = first or time.monotonic()
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+    end = time.monotonic()
+    return Timing(ttft=(first or end) - t0, total=end - t0, tokens=tokens)

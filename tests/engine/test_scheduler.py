@@ -1,0 +1,152 @@
+"""Scheduler behaviour without a model: joining, budgets, preemption, prefix sharing, accounting."""
+
+from __future__ import annotations
+
+from switchboard.engine.request import GenerationRequest, SamplingParams
+from switchboard.engine.scheduler import MIN_DEFER_GAIN, Scheduler
+from switchboard.engine.sequence import Sequence
+
+
+class FakeKV:
+    """Tracks which sequence ids hold which positions, as llama.cpp's unified cache would."""
+
+    def __init__(self) -> None:
+        self.cells: dict[int, set[int]] = {}  # (cell id) -> seq ids; cell = (owner chain, pos)
+        self.seq_pos: dict[int, dict[int, int]] = {}  # seq -> pos -> cell
+        self.next_cell = 0
+
+    def share(self, src: int, dst: int, n: int) -> None:
+        for pos in range(n):
+            cell = self.seq_pos[src][pos]
+            self.seq_pos.setdefault(dst, {})[pos] = cell
+            self.cells[cell].add(dst)
+
+    def forget(self, seq: int) -> None:
+        for cell in self.seq_pos.pop(seq, {}).values():
+            self.cells[cell].discard(seq)
+            if not self.cells[cell]:
+                del self.cells[cell]
+
+    def feed(self, seq: int, pos: int) -> None:
+        cell = self.next_cell
+        self.next_cell += 1
+        self.cells[cell] = {seq}
+        self.seq_pos.setdefault(seq, {})[pos] = cell
+
+    @property
+    def used(self) -> int:
+        return len(self.cells)
+
+
+def make(tokens: list[int]) -> Sequence:
+    req = GenerationRequest(tuple(tokens), SamplingParams(max_tokens=100))
+    return Sequence(req, lambda out: None, n_vocab=100, max_new_tokens=100)
+
+
+def scheduler(kv: FakeKV, cells: int = 1000, budget: int = 64, slots: int = 4) -> Scheduler:
+    return Scheduler(
+        max_sequences=4, cache_slots=slots, kv_cells=cells, token_budget=budget,
+        share=kv.share, forget=kv.forget,
+    )
+
+
+def step(s: Scheduler, kv: FakeKV, sample: int = 7) -> list:
+    chunks, _ = s.schedule()
+    for c in chunks:
+        for i in range(c.n_tokens):
+            kv.feed(c.seq.seq_id, c.seq.n_past + i)
+    for c in chunks:
+        done = c.completes
+        c.seq.n_past += c.n_tokens
+        if done:
+            c.seq.tokens.append(sample)
+    assert s.kv_used == kv.used  # the scheduler's accounting equals the cells really held
+    return chunks
+
+
+def test_prompts_are_chunked_and_decodes_go_first() -> None:
+    kv = FakeKV()
+    s = scheduler(kv, budget=16)
+    a = make(list(range(10)))
+    s.add(a)
+    step(s, kv)  # a's whole prompt
+    b = make(list(range(50, 90)))
+    s.add(b)
+    chunks = step(s, kv)
+    assert [(c.seq, c.n_tokens) for c in chunks] == [(a, 1), (b, 15)]
+
+
+def test_prefix_is_shared_not_recomputed_and_accounting_holds() -> None:
+    kv = FakeKV()
+    s = scheduler(kv)
+    system = list(range(100, 140))
+    a = make(system + [1, 2, 3])
+    s.add(a)
+    step(s, kv)
+    s.release(a)  # finished: kept in the cache
+    assert s.cached
+    b = make(system + [9, 9])
+    s.add(b)
+    chunks = step(s, kv)
+    assert b.cached_prefix == 40 and chunks[0].n_tokens == 2
+    c = make(system + [1, 2, 3, 4])
+    s.add(c)
+    step(s, kv)
+    assert c.cached_prefix == 43  # a's whole prompt, from the cache
+    s.release(b, keep_cache=False)
+    s.release(c, keep_cache=False)
+    for seq in list(s.cached.values()):
+        s.release(seq)
+    assert s.kv_used == kv.used
+
+
+def test_source_dropped_while_children_share_its_cells() -> None:
+    kv = FakeKV()
+    s = scheduler(kv, slots=1)
+    a = make(list(range(30)))
+    s.add(a)
+    step(s, kv)
+    s.release(a)
+    b = make(list(range(20)) + [99])
+    c = make(list(range(25)) + [98])
+    s.add(b)
+    s.add(c)
+    step(s, kv)
+    # a is evicted when a new finished sequence takes the single cache slot
+    s.release(b)
+    assert a.seq_id == -1 and a not in s.cached.values()
+    step(s, kv)
+    assert s.kv_used == kv.used
+
+
+def test_later_sequence_waits_for_a_shared_prompt_being_read() -> None:
+    kv = FakeKV()
+    s = scheduler(kv, budget=32)
+    prompt = list(range(200, 300))
+    first, second = make(prompt), make(prompt)
+    s.add(first)
+    s.add(second)
+    step(s, kv)
+    assert second in s.waiting  # first is still reading the shared prompt
+    while first.n_pending > 1:
+        step(s, kv)
+    step(s, kv)
+    assert second in s.running and second.cached_prefix >= 99 - MIN_DEFER_GAIN
+
+
+def test_kv_full_preempts_the_youngest() -> None:
+    kv = FakeKV()
+    s = scheduler(kv, cells=40, budget=64, slots=0)
+    a, b = make(list(range(18))), make(list(range(50, 68)))
+    s.add(a)
+    s.add(b)
+    step(s, kv)
+    preempted = []
+    for _ in range(6):
+        chunks, out = s.schedule()
+        preempted += out
+        for c in chunks:
+            kv.feed(c.seq.seq_id, c.seq.n_past)
+            c.seq.n_past += 1
+            c.seq.tokens.append(1)
+    assert preempted == [b] and b in s.waiting and b.n_past == 0
