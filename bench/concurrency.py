@@ -1,0 +1,123 @@
+"""Streaming throughput at 1, 4 and 16 concurrent clients: Switchboard vs llama-cpp-python's server.
+
+    pip install 'llama-cpp-python[server]'   # only for the comparison
+    python bench/concurrency.py [--tokens 128] [--levels 1 4 16] [--only switchboard]
+
+Both servers get the same shipped GGUF and 2 threads; every request streams exactly ``--tokens``
+tokens (end-of-sequence banned through ``logit_bias``). Prints aggregate output tok/s, TTFT p50
+and inter-token latency p50 / p99 per level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from common import EOG_BAN, free_port, switchboard
+
+sys.path.insert(0, "src")
+from switchboard.engine.embedded import embedded_model_path  # noqa: E402
+
+MODEL = "smollm2-135m-instruct"
+
+
+@contextmanager
+def llama_cpp_server() -> Iterator[tuple[str, float]]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path()),
+         "--model_alias", MODEL, "--n_threads", "2", "--n_ctx", "8192", "--port", str(port),
+         "--interrupt_requests", "False"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        while True:
+            try:
+                if httpx.get(base + "/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                sys.exit("llama_cpp.server exited (pip install 'llama-cpp-python[server]')")
+            time.sleep(0.05)
+        yield base, time.monotonic() - started
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+async def one(client: httpx.AsyncClient, base: str, i: int, tokens: int) -> tuple[float, list[float], int]:
+    body = {
+        "model": MODEL, "max_tokens": tokens, "logit_bias": EOG_BAN, "stream": True,
+        "temperature": 0.7, "seed": i,
+        "messages": [{"role": "user", "content": f"Tell story number {i} about a dragon."}],
+    }
+    t0 = time.monotonic()
+    stamps: list[float] = []
+    async with client.stream("POST", base + "/v1/chat/completions", json=body) as r:
+        async for line in r.aiter_lines():
+            if line.startswith("data: {"):
+                chunk = json.loads(line[6:])
+                if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                    stamps.append(time.monotonic())
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    return stamps[0] - t0, gaps, len(stamps)
+
+
+async def level(base: str, clients: int, tokens: int) -> dict[str, float]:
+    limits = httpx.Limits(max_connections=clients + 4)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        t0 = time.monotonic()
+        results = await asyncio.gather(*(one(client, base, i, tokens) for i in range(clients)))
+        wall = time.monotonic() - t0
+    gaps = sorted(g for _, gs, _ in results for g in gs)
+    chunks = sum(n for _, _, n in results)
+    return {
+        "tok_s": clients * tokens / wall,
+        "chunks": chunks,
+        "ttft_p50": statistics.median(t for t, _, _ in results),
+        "itl_p50": statistics.median(gaps) if gaps else 0.0,
+        "itl_p99": gaps[int(0.99 * (len(gaps) - 1))] if gaps else 0.0,
+    }
+
+
+def run(name: str, base: str, levels: list[int], tokens: int) -> None:
+    asyncio.run(level(base, 1, 8))  # warm-up
+    for clients in levels:
+        r = asyncio.run(level(base, clients, tokens))
+        print(
+            f"| {name} | {clients} | {r['tok_s']:.1f} | {r['ttft_p50'] * 1000:.0f} ms | "
+            f"{r['itl_p50'] * 1000:.1f} ms | {r['itl_p99'] * 1000:.1f} ms |", flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--only", choices=["switchboard", "llama-cpp-python"])
+    parser.add_argument("--serve-args", nargs="*", default=[], help="extra switchboard flags")
+    args = parser.parse_args()
+    print("| server | clients | output tok/s | TTFT p50 | ITL p50 | ITL p99 |")
+    print("|---|---|---|---|---|---|")
+    if args.only != "llama-cpp-python":
+        with switchboard("--threads", "2", *args.serve_args) as (base, _):
+            run("switchboard", base, args.levels, args.tokens)
+    if args.only != "switchboard":
+        with llama_cpp_server() as (base, _):
+            run("llama-cpp-python", base, args.levels, args.tokens)
+
+
+if __name__ == "__main__":
+    main()
