@@ -179,3 +179,30 @@ def test_any_gguf_with_model_flag_and_open_server_warning(tmp_path: Path) -> Non
         assert "no API key configured" in srv.log() and "127.0.0.1" in srv.log()
     finally:
         stop_server(srv)
+
+
+def test_prometheus_metrics_count_requests(server: RunningServer) -> None:
+    def scrape() -> dict[str, float]:
+        values = {}
+        for line in httpx.get(server.base + "/metrics").text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                values[name] = float(value)
+        return values
+
+    label = '{model_name="smollm2-135m-instruct"}'
+    before = scrape()
+    r = httpx.post(
+        server.v1 + "/chat/completions", json={**BODY, "max_tokens": 5, "ignore_eos": True},
+        headers=AUTH,
+    )
+    usage = r.json()["usage"]
+    after = scrape()
+    gen = "switchboard:generation_tokens_total" + label
+    prompt = "switchboard:prompt_tokens_total" + label
+    assert after[gen] - before.get(gen, 0) == 5
+    assert after[prompt] - before.get(prompt, 0) == usage["prompt_tokens"]
+    ttft = "switchboard:time_to_first_token_seconds_count" + label
+    assert after[ttft] - before.get(ttft, 0) == 1
+    assert after["switchboard:num_requests_running" + label] == 0
+    assert "switchboard:kv_cache_usage_perc" + label in after

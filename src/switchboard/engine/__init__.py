@@ -10,6 +10,7 @@ from switchboard.engine.request import (
     EngineOverloaded,
     GenerationRequest,
     PromptTooLong,
+    RequestMetrics,
     SamplingParams,
     StepOutput,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "LlamaModel",
     "ModelLoadError",
     "PromptTooLong",
+    "RequestMetrics",
     "SamplingParams",
     "SequenceHandle",
     "StepOutput",

@@ -165,8 +165,11 @@ class Engine:
 
     def _step(self) -> None:
         chunks, preempted = self.scheduler.schedule()
+        now = time.monotonic()
         for seq in self.scheduler.running:
             self._release_queue_slot(seq)
+            if seq.scheduled_at is None:
+                seq.scheduled_at = now
         if preempted:
             log.info("KV cache full: preempted %d sequence(s) for recompute", len(preempted))
         if not chunks:

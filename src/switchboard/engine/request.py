@@ -67,6 +67,26 @@ class TokenLogprob:
     top: tuple[TopToken, ...]
 
 
+@dataclass(frozen=True)
+class RequestMetrics:
+    """Timings of one finished sequence (seconds), measured in the engine thread."""
+
+    queue_time: float  # submitted -> first scheduled
+    time_to_first_token: float  # submitted -> first token sampled
+    decode_time: float  # first token -> last token
+    prompt_tokens: int
+    cached_tokens: int
+    generated_tokens: int
+
+    @property
+    def time_per_output_token(self) -> float:
+        return self.decode_time / max(1, self.generated_tokens - 1)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return (self.generated_tokens - 1) / self.decode_time if self.decode_time > 0 else 0.0
+
+
 @dataclass
 class StepOutput:
     """New output of one sequence after one engine step (or its end)."""
@@ -79,6 +99,7 @@ class StepOutput:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    metrics: RequestMetrics | None = None  # set on the last output
 
     @property
     def finished(self) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from enum import Enum
 
 from switchboard.engine.detokenizer import TextStream
-from switchboard.engine.request import GenerationRequest, StepOutput
+from switchboard.engine.request import GenerationRequest, RequestMetrics, StepOutput
 from switchboard.engine.sampler import SequenceSampling, make_rng
 
 OutputSink = Callable[[StepOutput], None]
@@ -52,6 +52,7 @@ class Sequence:
         )
         self.text = TextStream(self.params.stop, self.params.include_stop_str_in_output)
         self.arrived_at = time.monotonic()
+        self.scheduled_at: float | None = None
         self.first_token_at: float | None = None
 
     @property
@@ -65,8 +66,22 @@ class Sequence:
     def finish(self, reason: str, output: StepOutput | None = None) -> None:
         out = output or StepOutput()
         out.finish_reason = reason
+        out.metrics = self.metrics()
         self.status = SequenceStatus.FINISHED
         self.emit(out)
+
+    def metrics(self) -> RequestMetrics:
+        now = time.monotonic()
+        scheduled = self.scheduled_at or now
+        first = self.first_token_at or now
+        return RequestMetrics(
+            queue_time=scheduled - self.arrived_at,
+            time_to_first_token=first - self.arrived_at,
+            decode_time=now - first,
+            prompt_tokens=self.n_prompt,
+            cached_tokens=self.cached_prefix,
+            generated_tokens=self.n_generated,
+        )
 
     def emit(self, out: StepOutput) -> None:
         out.prompt_tokens = self.n_prompt

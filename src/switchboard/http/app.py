@@ -15,8 +15,8 @@ from fastapi import Depends, FastAPI
 from switchboard import __version__
 from switchboard.http.auth import KeyChecker
 from switchboard.http.errors import install_error_handlers
-from switchboard.http.routes import chat, health, models
-from switchboard.serving import ChatService, ModelCatalog
+from switchboard.http.routes import chat, health, metrics, models
+from switchboard.serving import ChatService, ModelCatalog, ServingMetrics
 from switchboard.settings import Settings
 
 DESCRIPTION = (
@@ -46,9 +46,11 @@ def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastA
     )
     api.state.settings = settings
     api.state.catalog = catalog
-    api.state.chat = ChatService(catalog, settings.default_max_tokens)
+    api.state.metrics = ServingMetrics(catalog.engine_stats)
+    api.state.chat = ChatService(catalog, settings.default_max_tokens, api.state.metrics)
     install_error_handlers(api)
     api.include_router(health.router)
+    api.include_router(metrics.router)
     api.include_router(chat.router, dependencies=[Depends(keys)])
     api.include_router(models.router, dependencies=[Depends(keys)])
     if not settings.root_path:

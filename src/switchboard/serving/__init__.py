@@ -3,6 +3,7 @@ for, renders the prompt, runs the engine and shapes OpenAI responses. No web fra
 
 from switchboard.serving.catalog import LocalModel, ModelCatalog, ModelNotFound, ModelsLoading
 from switchboard.serving.chat import ChatRun, ChatService, GenerationFailed
+from switchboard.serving.metrics import ServingMetrics
 from switchboard.serving.params import Unsupported
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "ModelCatalog",
     "ModelNotFound",
     "ModelsLoading",
+    "ServingMetrics",
     "Unsupported",
 ]

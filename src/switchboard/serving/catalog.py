@@ -106,6 +106,9 @@ class ModelCatalog:
             raise ModelNotFound(model_id or "")
         return model
 
+    def engine_stats(self) -> dict[str, dict[str, int]]:
+        return {model.id: model.engine.stats() for model in self._models.values()}
+
     def list(self) -> list[LocalModel]:
         return list(self._models.values())
 

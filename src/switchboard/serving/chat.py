@@ -29,6 +29,7 @@ from switchboard.protocol.responses import (
 )
 from switchboard.protocol.responses import TokenLogprob as WireTokenLogprob
 from switchboard.serving.catalog import LocalModel, ModelCatalog
+from switchboard.serving.metrics import ServingMetrics
 from switchboard.serving.params import (
     Unsupported,
     check_supported,
@@ -50,6 +51,7 @@ class ChatRun:
     prompt_tokens: int
     queue: asyncio.Queue[tuple[int, StepOutput]]
     handles: list[SequenceHandle] = field(default_factory=list)
+    metrics: ServingMetrics | None = None
     id: str = field(default_factory=completion_id)
     created: int = field(default_factory=now)
 
@@ -67,13 +69,21 @@ class ChatRun:
                 raise GenerationFailed(out.error or "generation failed")
             if out.finished:
                 remaining -= 1
+                if self.metrics is not None and out.metrics is not None:
+                    self.metrics.observe(self.model.id, out.finish_reason or "stop", out.metrics)
             yield index, out
 
 
 class ChatService:
-    def __init__(self, catalog: ModelCatalog, default_max_tokens: int | None = None) -> None:
+    def __init__(
+        self,
+        catalog: ModelCatalog,
+        default_max_tokens: int | None = None,
+        metrics: ServingMetrics | None = None,
+    ) -> None:
         self.catalog = catalog
         self.default_max_tokens = default_max_tokens
+        self.metrics = metrics
 
     def start(self, req: ChatCompletionRequest) -> ChatRun:
         model = self.catalog.get(req.model)
@@ -84,7 +94,9 @@ class ChatService:
         params = sampling_params(req, self.default_max_tokens)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[int, StepOutput]] = asyncio.Queue()
-        run = ChatRun(model=model, request=req, prompt_tokens=len(tokens), queue=queue)
+        run = ChatRun(
+            model=model, request=req, prompt_tokens=len(tokens), queue=queue, metrics=self.metrics
+        )
         try:
             for index in range(req.n):
 

@@ -1,0 +1,95 @@
+"""Prometheus metrics with vLLM-style names (``switchboard:…``), labelled by model.
+
+Request-level histograms and counters are observed when a sequence finishes; engine gauges
+(running, waiting, KV usage) are read from each engine at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from switchboard.engine import RequestMetrics
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)
+TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+EngineStats = Callable[[], dict[str, dict[str, int]]]  # model id -> Engine.stats()
+
+
+class _EngineGauges(Collector):
+    def __init__(self, stats: EngineStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterable[Metric]:
+        running = GaugeMetricFamily(
+            "switchboard:num_requests_running", "Sequences being decoded.", labels=["model_name"]
+        )
+        waiting = GaugeMetricFamily(
+            "switchboard:num_requests_waiting", "Sequences waiting to run.", labels=["model_name"]
+        )
+        kv = GaugeMetricFamily(
+            "switchboard:kv_cache_usage_perc", "Share of KV cells in use (0-1).",
+            labels=["model_name"],
+        )
+        for model, stats in self._stats().items():
+            running.add_metric([model], stats["running"])
+            waiting.add_metric([model], stats["waiting"])
+            kv.add_metric([model], stats["kv_used"] / max(1, stats["kv_cells"]))
+        return [running, waiting, kv]
+
+
+class ServingMetrics:
+    def __init__(self, engine_stats: EngineStats) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["model_name"]
+        r = self.registry
+        self.ttft = Histogram(
+            "switchboard:time_to_first_token_seconds", "Time to first token.", labels,
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.tpot = Histogram(
+            "switchboard:time_per_output_token_seconds", "Time per output token after the first.",
+            labels, buckets=TOKEN_BUCKETS, registry=r,
+        )
+        self.e2e = Histogram(
+            "switchboard:e2e_request_latency_seconds", "Submission to last token.", labels,
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.queue = Histogram(
+            "switchboard:request_queue_time_seconds", "Time waiting before the first step.",
+            labels, buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "switchboard:prompt_tokens", "Prompt tokens processed.", labels, registry=r
+        )
+        self.generation_tokens = Counter(
+            "switchboard:generation_tokens", "Tokens generated.", labels, registry=r
+        )
+        self.cached_tokens = Counter(
+            "switchboard:prefix_cache_hits", "Prompt tokens served from the prefix cache.",
+            labels, registry=r,
+        )
+        self.finished = Counter(
+            "switchboard:request_success", "Finished sequences by finish reason.",
+            [*labels, "finished_reason"], registry=r,
+        )
+        r.register(_EngineGauges(engine_stats))
+
+    def observe(self, model: str, finish_reason: str, m: RequestMetrics) -> None:
+        self.ttft.labels(model).observe(m.time_to_first_token)
+        if m.generated_tokens > 1:
+            self.tpot.labels(model).observe(m.time_per_output_token)
+        self.e2e.labels(model).observe(m.time_to_first_token + m.decode_time)
+        self.queue.labels(model).observe(m.queue_time)
+        self.prompt_tokens.labels(model).inc(m.prompt_tokens)
+        self.generation_tokens.labels(model).inc(m.generated_tokens)
+        self.cached_tokens.labels(model).inc(m.cached_tokens)
+        self.finished.labels(model, finish_reason).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
