@@ -59,3 +59,9 @@ def test_missing_model_file_is_reported(tmp_path: Path) -> None:
     junk.write_bytes(b"not a gguf")
     with pytest.raises(ModelLoadError):
         LlamaModel(junk, n_ctx=256, n_seq_max=1, n_threads=1)
+
+
+def test_flash_attention_follows_the_weight_format() -> None:
+    assert load_settings({}).use_flash_attn is True
+    assert load_settings({"weights": "original"}).use_flash_attn is False
+    assert load_settings({"weights": "original", "flash_attn": True}).use_flash_attn is True

@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--weights", choices=["q8_0", "original"], help="weight format (default q8_0, cached)"
     )
+    serve.add_argument(
+        "--flash-attn", action=argparse.BooleanOptionalAction, default=None,
+        help="flash attention (default: on with q8_0 weights, off with original)",
+    )
     serve.add_argument("--cache-dir", type=Path, help="where converted weights are kept")
     serve.add_argument("--n-ctx", type=int, help="KV cache cells shared by all sequences")
     serve.add_argument("--threads", dest="n_threads", type=int, help="CPU threads")

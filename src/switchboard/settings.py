@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         default="q8_0",
         description="Serve the GGUF requantized to Q8_0 (converted once, cached) or as shipped.",
     )
+    flash_attn: bool | None = Field(
+        default=None,
+        description="llama.cpp flash attention: ~17 % faster at 16 streams, logprobs shift ~0.1; "
+        "default: on with q8_0 weights, off with original weights (llama.cpp-exact numerics).",
+    )
     cache_dir: Path = Field(
         default_factory=_default_cache_dir, description="Where converted weights are kept."
     )
@@ -95,6 +100,10 @@ class Settings(BaseSettings):
         if self.host:
             return self.host
         return "0.0.0.0" if self.api_keys else "127.0.0.1"
+
+    @property
+    def use_flash_attn(self) -> bool:
+        return self.flash_attn if self.flash_attn is not None else self.weights != "original"
 
     @property
     def threads(self) -> int:

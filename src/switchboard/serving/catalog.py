@@ -84,6 +84,7 @@ class ModelCatalog:
             n_ctx=settings.n_ctx,
             n_seq_max=config.sequence_ids,
             n_threads=settings.threads,
+            flash_attn=settings.use_flash_attn,
         )
         engine = Engine(llama, config)
         info = llama.info
