@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -107,12 +108,14 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--only", choices=["switchboard", "llama-cpp-python"])
-    parser.add_argument("--serve-args", nargs="*", default=[], help="extra switchboard flags")
+    parser.add_argument(
+        "--serve-args", default="", help='extra switchboard flags, e.g. "--weights original"'
+    )
     args = parser.parse_args()
     print("| server | clients | output tok/s | TTFT p50 | ITL p50 | ITL p99 |")
     print("|---|---|---|---|---|---|")
     if args.only != "llama-cpp-python":
-        with switchboard("--threads", "2", *args.serve_args) as (base, _):
+        with switchboard("--threads", "2", *shlex.split(args.serve_args)) as (base, _):
             run("switchboard", base, args.levels, args.tokens)
     if args.only != "switchboard":
         with llama_cpp_server() as (base, _):
