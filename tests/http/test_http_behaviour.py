@@ -139,6 +139,9 @@ def test_invalid_json_and_bad_messages_are_4xx(server: RunningServer) -> None:
     assert r.status_code == 400 and r.json()["error"]["param"] == "logit_bias"
     r = httpx.post(url, json={**BODY, "max_tokens": 100000}, headers=AUTH)
     assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+    lone_surrogate = b'{"max_tokens": 2, "messages": [{"role": "user", "content": "a\\udfff"}]}'
+    r = httpx.post(url, content=lone_surrogate, headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 200
 
 
 def test_tls(tmp_path: Path) -> None:

@@ -167,7 +167,7 @@ class LlamaModel:
 
     # --- vocabulary -------------------------------------------------------------------------
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
-        data = text.encode("utf-8")
+        data = text.encode("utf-8", "replace")  # lone surrogates (valid JSON escapes) become '?'
         capacity = len(data) + 16
         buf = (llama_cpp.llama_token * capacity)()
         n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_special, True)
