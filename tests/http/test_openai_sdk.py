@@ -159,3 +159,95 @@ def test_unknown_parameter_is_named_in_header(client: OpenAI) -> None:
     )
     assert raw.headers["x-switchboard-ignored-params"] == "frobnicate,zz"
     assert raw.parse().choices[0].message.content is not None
+
+
+def test_beam_search_returns_the_best_n_beams(client: OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, max_tokens=24, n=2,
+        extra_body={"use_beam_search": True, "best_of": 4, "length_penalty": 1.0},
+    )
+    texts = [c.message.content for c in completion.choices]
+    assert [c.index for c in completion.choices] == [0, 1]
+    assert len(set(texts)) == 2 and all(texts)
+    assert "Paris" in texts[0]  # greedy decoding never gets there on this model
+    assert completion.usage.completion_tokens >= 2  # type: ignore[union-attr]
+    stream = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, max_tokens=24, n=2, stream=True,
+        extra_body={"use_beam_search": True, "best_of": 4},
+    )
+    streamed = {0: "", 1: ""}
+    for chunk in stream:
+        for choice in chunk.choices:
+            streamed[choice.index] += choice.delta.content or ""
+    assert [streamed[0], streamed[1]] == texts
+
+
+@pytest.mark.parametrize(
+    "extra,param",
+    [
+        ({"use_beam_search": True, "best_of": 1}, "best_of"),
+        ({"use_beam_search": True, "best_of": 3, "temperature": 0.8}, "temperature"),
+        ({"use_beam_search": True, "best_of": 3, "logprobs": True}, "logprobs"),
+        ({"length_penalty": 0.5}, "length_penalty"),
+        ({"use_beam_search": True, "best_of": 64}, None),
+    ],
+)
+def test_beam_search_errors_name_the_parameter(
+    client: OpenAI, extra: dict, param: str | None
+) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, extra_body=extra)
+    if param:
+        assert err.value.body["param"] == param  # type: ignore[index]
+    else:
+        assert "best_of" in err.value.message
+
+
+def test_streamed_n_choices_with_logprobs(client: OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, max_tokens=6, n=3, stream=True, seed=11,
+        temperature=1.0, logprobs=True, top_logprobs=2,
+        stream_options={"include_usage": True},
+    )
+    tokens: dict[int, list[str]] = {0: [], 1: [], 2: []}
+    finishes: dict[int, str] = {}
+    usage = None
+    for chunk in stream:
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            if choice.logprobs and choice.logprobs.content:
+                for item in choice.logprobs.content:
+                    assert len(item.top_logprobs) == 2
+                    tokens[choice.index].append(item.token)
+            if choice.finish_reason:
+                finishes[choice.index] = choice.finish_reason
+    assert set(finishes) == {0, 1, 2}
+    assert all(1 <= len(t) <= 6 for t in tokens.values())
+    assert usage is not None and usage.completion_tokens == sum(len(t) for t in tokens.values())
+
+
+def test_concurrent_clients_are_batched(server: RunningServer, client: OpenAI) -> None:
+    import threading
+
+    import httpx
+
+    results: list[int] = []
+    peak = 0
+
+    def one(i: int) -> None:
+        r = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": f"Count to {i}"}],
+            max_tokens=48, extra_body={"ignore_eos": True}, seed=i,
+        )
+        results.append(r.usage.completion_tokens)  # type: ignore[union-attr]
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        stats = httpx.get(server.base + "/health").json()["models"][MODEL]
+        peak = max(peak, stats["running"])
+    for t in threads:
+        t.join()
+    assert results == [48] * 8
+    assert peak > 1  # requests ran in one batch, not one after another

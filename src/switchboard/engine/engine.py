@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from switchboard.engine.beam import BeamState
 from switchboard.engine.model import LlamaModel
 from switchboard.engine.request import (
     EngineError,
@@ -25,9 +26,10 @@ from switchboard.engine.request import (
     TokenLogprob,
     TopToken,
 )
+from switchboard.engine.detokenizer import TextStream
 from switchboard.engine.sampler import Sampler, log_softmax, top_logprobs
 from switchboard.engine.scheduler import ScheduledChunk, Scheduler
-from switchboard.engine.sequence import OutputSink, Sequence, SequenceStatus
+from switchboard.engine.sequence import BeamGroup, OutputSink, Sequence, SequenceStatus
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +94,21 @@ class Engine:
         max_new = request.params.max_tokens or room
         if max_new > room:
             raise PromptTooLong(n_prompt + max_new, self.context_limit)
+        if request.beam is not None and request.beam.width > self.config.max_sequences:
+            raise EngineError(
+                f"best_of {request.beam.width} exceeds this server's "
+                f"{self.config.max_sequences} concurrent sequences"
+            )
         with self._queued_lock:
             if self._queued >= self.config.max_queue:
                 raise EngineOverloaded()
             self._queued += 1
         seq = Sequence(request, sink, self.model.n_vocab, max_new)
+        if request.beam is not None:
+            ends = frozenset(self.model.eog_token_ids) | frozenset(request.params.stop_token_ids)
+            if request.params.ignore_eos:
+                ends = frozenset(request.params.stop_token_ids)
+            seq.group = BeamGroup(BeamState(request.beam, max_new, ends), owner=seq, beams=[seq])
         self._inbox.put(("add", seq))
         return SequenceHandle(self, seq)
 
@@ -149,7 +161,7 @@ class Engine:
             elif kind == "cancel" and seq is not None:
                 self._release_queue_slot(seq)
                 if seq.status is not SequenceStatus.FINISHED:
-                    self.scheduler.release(seq, keep_cache=False)
+                    self._release(seq, keep_cache=False)
                     seq.status = SequenceStatus.FINISHED
             try:
                 item = self._inbox.get_nowait()
@@ -176,16 +188,24 @@ class Engine:
             if self.scheduler.running:
                 # A single sequence has filled every KV cell: it cannot go on.
                 seq = self.scheduler.running[0]
+                if seq.group is not None:
+                    self._finish_beams(seq.group)
+                    return
                 self.scheduler.release(seq)
                 seq.finish("length", StepOutput(text=seq.text.flush()))
             return
         tokens, positions, seq_ids, want = self._assemble(chunks)
         logits = self.model.decode(tokens, positions, seq_ids, want)
-        sampled = [c for c in chunks if c.completes]
+        completing = [c.completes for c in chunks]
         for chunk in chunks:
             chunk.seq.n_past += chunk.n_tokens
+        rows = {c.seq: i for i, c in enumerate(c for c, done in zip(chunks, completing) if done)}
+        sampled = [c.seq for c, done in zip(chunks, completing) if done and c.seq.group is None]
         if sampled:
-            self._sample(sampled, logits)
+            self._sample(sampled, logits[[rows[s] for s in sampled]])
+        groups = {id(s.group): s.group for s in rows if s.group is not None}
+        for group in groups.values():
+            self._advance_beams(group, logits, rows)
 
     @staticmethod
     def _assemble(
@@ -207,8 +227,7 @@ class Engine:
             at += n
         return tokens, positions, seq_ids, want
 
-    def _sample(self, chunks: list[ScheduledChunk], logits: np.ndarray) -> None:
-        seqs = [c.seq for c in chunks]
+    def _sample(self, seqs: list[Sequence], logits: np.ndarray) -> None:
         rows = [i for i, s in enumerate(seqs) if s.params.logprobs]
         # Reported logprobs come from the raw distribution, before the sampler edits ``logits``.
         raw_logprobs = dict(zip(rows, log_softmax(logits[rows]))) if rows else {}
@@ -253,10 +272,103 @@ class Engine:
         self.scheduler.release(seq)
         seq.finish(reason, out)
 
+    def _release(self, seq: Sequence, keep_cache: bool = True) -> None:
+        """Release a sequence, or every beam and reserved slot of its beam search."""
+        if seq.group is None:
+            self.scheduler.release(seq, keep_cache)
+            return
+        for beam in [*seq.group.beams, seq.group.owner]:
+            self.scheduler.release(beam, keep_cache=False)
+        seq.group.beams = []
+        self.scheduler.free_ids(seq.group.reserved_ids)
+
+    # --- beam search ---------------------------------------------------------------------------
+    def _advance_beams(
+        self, group: BeamGroup, logits: np.ndarray, rows: dict[Sequence, int]
+    ) -> None:
+        """One beam-search step: score, keep the best ``width`` beams, move their KV cells."""
+        if any(b not in rows for b in group.beams):
+            # The KV cache could not take every beam's next token: undo this step and end the
+            # search with what it has (beams advance in lockstep or not at all).
+            for beam in group.beams:
+                if beam in rows:
+                    beam.n_past -= 1
+                    self.model.forget(beam.seq_id, beam.n_past)
+            self._finish_beams(group)
+            return
+        raw = logits[[rows[b] for b in group.beams]]
+        for row, beam in zip(raw, group.beams):
+            self.sampler.process(row, beam.sampling)
+        logprobs = log_softmax(raw)
+        owner = group.owner
+        if owner.first_token_at is None:
+            owner.first_token_at = time.monotonic()
+            survivors = group.state.start(logprobs[0])
+        else:
+            survivors = group.state.step(logprobs)
+        self._rearrange_beams(group, [c.parent for c in survivors])
+        for beam, tokens in zip(group.beams, group.state.generated):
+            beam.tokens = beam.tokens[: beam.n_prompt] + tokens
+            beam.sampling.generated = len(tokens)
+        if group.state.done or not group.beams:
+            self._finish_beams(group)
+
+    def _rearrange_beams(self, group: BeamGroup, parents: list[int]) -> None:
+        """Give survivor ``i`` the KV cells of live beam ``parents[i]`` (shared, not copied)."""
+        old = group.beams
+        spare = [b for i, b in enumerate(old) if i not in parents]
+        taken: set[int] = set()
+        new: list[Sequence] = []
+        for p in parents:
+            parent = old[p]
+            if p not in taken:
+                taken.add(p)
+                new.append(parent)
+                continue
+            if spare:
+                beam = spare.pop()
+                self.model.forget(beam.seq_id)
+            else:
+                beam = parent.fork()
+                self.scheduler.attach(beam, group.reserved_ids.pop())
+            self.model.share(parent.seq_id, beam.seq_id, parent.n_past)
+            beam.n_past = parent.n_past
+            new.append(beam)
+        for beam in spare:
+            self.scheduler.release(beam, keep_cache=False)
+        group.beams = new
+
+    def _finish_beams(self, group: BeamGroup) -> None:
+        root = group.owner
+        best = group.state.best()
+        self._release(root, keep_cache=False)
+        p = root.params
+        special = not p.skip_special_tokens
+        for choice, hyp in enumerate(best):
+            text = b"".join(self.model.piece(t, special) for t in hyp.tokens)
+            stream = TextStream(p.stop, p.include_stop_str_in_output)
+            out_text = stream.push(text)
+            reason = "stop" if stream.stopped else hyp.finish_reason
+            out_text += stream.flush()
+            out = StepOutput(
+                text=out_text, choice=choice, token_ids=list(hyp.tokens),
+                cumulative_logprob=hyp.cum_logprob,
+            )
+            out.finish_reason = reason
+            out.metrics = root.metrics()
+            out.prompt_tokens = root.n_prompt
+            out.completion_tokens = len(hyp.tokens)
+            root.sink(out)
+        root.status = SequenceStatus.FINISHED
+
     def _fail_all(self, message: str) -> None:
-        for seq in list(self.scheduler.running) + list(self.scheduler.waiting):
+        owners = {
+            id(s.group.owner): s.group.owner for s in self.scheduler.running if s.group is not None
+        }
+        seqs = [s for s in self.scheduler.running if s.group is None]
+        for seq in [*seqs, *owners.values(), *self.scheduler.waiting]:
             try:
-                self.scheduler.release(seq, keep_cache=False)
+                self._release(seq, keep_cache=False)
             except Exception:  # noqa: BLE001 - best effort while failing
                 pass
             self._release_queue_slot(seq)

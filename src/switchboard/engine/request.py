@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from switchboard.engine.beam import BeamSearchParams
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -50,6 +52,7 @@ class GenerationRequest:
     prompt_tokens: tuple[int, ...]
     params: SamplingParams
     seed_offset: int = 0  # choice index, so n choices with one seed differ but stay reproducible
+    beam: BeamSearchParams | None = None  # beam search instead of sampling: n outputs at the end
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class StepOutput:
     """New output of one sequence after one engine step (or its end)."""
 
     text: str = ""
+    choice: int = 0  # which of a beam search's outputs (sampled sequences: always 0)
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None  # "stop" | "length" | "error"
@@ -100,6 +104,7 @@ class StepOutput:
     completion_tokens: int = 0
     cached_tokens: int = 0
     metrics: RequestMetrics | None = None  # set on the last output
+    cumulative_logprob: float | None = None  # beam search: the hypothesis' total logprob
 
     @property
     def finished(self) -> bool:

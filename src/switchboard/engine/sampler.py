@@ -68,7 +68,7 @@ class Sampler:
         ``logits`` is modified in place.
         """
         for row, seq in zip(logits, seqs):
-            self._process(row, seq)
+            self.process(row, seq)
         tokens = np.empty(len(seqs), dtype=np.int64)
         greedy = np.fromiter((s.params.greedy for s in seqs), dtype=bool, count=len(seqs))
         if greedy.any():
@@ -77,7 +77,7 @@ class Sampler:
             tokens[i] = self._draw(logits[i], seqs[i])
         return tokens
 
-    def _process(self, row: np.ndarray, seq: SequenceSampling) -> None:
+    def process(self, row: np.ndarray, seq: SequenceSampling) -> None:
         """Logit processors: bias, penalties, and the end-of-sequence rules."""
         p = seq.params
         if p.logit_bias:

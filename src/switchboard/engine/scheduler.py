@@ -80,7 +80,7 @@ class Scheduler:
         """A sequence ended: keep its cells for prefix reuse, or drop them."""
         if seq in self.running:
             self.running.remove(seq)
-            if keep_cache and self.cache_slots > 0 and seq.n_past > 0:
+            if keep_cache and self.cache_slots > 0 and seq.n_past > 0 and seq.group is None:
                 self.cached[seq.seq_id] = seq
                 if len(self.cached) > self.cache_slots:
                     self._evict_cached(keep=seq)
@@ -110,8 +110,19 @@ class Scheduler:
         return chunks, preempted
 
     # --- admission and the prefix cache ----------------------------------------------------------
+    def attach(self, seq: Sequence, seq_id: int) -> None:
+        """Run a sequence the engine created itself (a beam) in a slot it was given."""
+        seq.seq_id = seq_id
+        seq.status = SequenceStatus.RUNNING
+        self.running.append(seq)
+
+    def free_ids(self, ids: list[int]) -> None:
+        """Return reserved, never used sequence ids."""
+        self._free_ids.extend(ids)
+        ids.clear()
+
     def _admit(self) -> None:
-        while self.waiting and len(self.running) < self.max_sequences:
+        while self.waiting and len(self.running) + self.waiting[0].slots <= self.max_sequences:
             seq = self.waiting[0]
             source, shared = self._best_prefix(seq)
             if self._worth_waiting(seq, shared):
@@ -121,10 +132,14 @@ class Scheduler:
                 pass
             if self.running and self.kv_used + need > self.kv_cells:
                 break
-            if not self._free_ids and not self._evict_cached(keep=source):
+            while len(self._free_ids) < seq.slots and self._evict_cached(keep=source):
+                pass
+            if len(self._free_ids) < seq.slots:
                 break
             self.waiting.popleft()
             seq.seq_id = self._free_ids.pop()
+            if seq.group is not None:
+                seq.group.reserved_ids = [self._free_ids.pop() for _ in range(seq.slots - 1)]
             seq.status = SequenceStatus.RUNNING
             if source is not None and shared > 0:
                 self._share(source.seq_id, seq.seq_id, shared)
@@ -141,7 +156,11 @@ class Scheduler:
         best: Sequence | None = None
         best_len = 0
         limit = len(seq.tokens) - 1
+        if seq.group is not None:  # beams move their cells around: they neither lend nor borrow
+            return None, 0
         for holder in [*self.running, *self.cached.values()]:
+            if holder.group is not None:
+                continue
             n = common_prefix(seq.tokens, holder.tokens, min(limit, holder.n_past))
             if n > best_len:
                 best, best_len = holder, n
@@ -200,9 +219,11 @@ class Scheduler:
                 break
             if self._evict_cached():
                 continue
-            if len(self.running) <= 1:
+            victims = [s for s in self.running if s.group is None]
+            if len(self.running) <= 1 or not victims:
                 break
-            victim = self.running.pop()
+            victim = victims[-1]
+            self.running.remove(victim)
             self._drop(victim)
             preempted.append(victim)
             victim.n_past = 0

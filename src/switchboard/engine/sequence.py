@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import Enum
 
+from switchboard.engine.beam import BeamState
 from switchboard.engine.detokenizer import TextStream
 from switchboard.engine.request import GenerationRequest, RequestMetrics, StepOutput
 from switchboard.engine.sampler import SequenceSampling, make_rng
@@ -17,6 +19,21 @@ class SequenceStatus(Enum):
     WAITING = "waiting"
     RUNNING = "running"
     FINISHED = "finished"
+
+
+@dataclass
+class BeamGroup:
+    """The live beams of one beam-search request. ``owner`` is the request's own sequence (its
+    sink, handle and timings); it starts as the only beam and may later be dropped as one."""
+
+    state: BeamState
+    owner: "Sequence"
+    beams: list["Sequence"] = field(default_factory=list)
+    reserved_ids: list[int] = field(default_factory=list)  # slots for beams not yet spawned
+
+    @property
+    def width(self) -> int:
+        return self.state.params.width
 
 
 class Sequence:
@@ -41,6 +58,7 @@ class Sequence:
         self.shared_len = 0
         self.children: list[Sequence] = []
         self.cached_prefix = 0  # prompt tokens served from the prefix cache
+        self.group: BeamGroup | None = None
         self.status = SequenceStatus.WAITING
         self.cancelled = False
         self.holds_queue_slot = True
@@ -54,6 +72,22 @@ class Sequence:
         self.arrived_at = time.monotonic()
         self.scheduled_at: float | None = None
         self.first_token_at: float | None = None
+
+    @property
+    def slots(self) -> int:
+        """Sequence slots this sequence needs when admitted (a beam search takes its width)."""
+        return self.group.width if self.group is not None else 1
+
+    def fork(self) -> "Sequence":
+        """A new beam continuing this one (tokens copied; KV cells are the caller's business)."""
+        twin = Sequence(self.request, self.sink, self.sampling.n_vocab, self.max_new_tokens)
+        twin.tokens = list(self.tokens)
+        twin.n_past = self.n_past
+        twin.group = self.group
+        twin.status = self.status
+        twin.arrived_at = self.arrived_at
+        twin.holds_queue_slot = False
+        return twin
 
     @property
     def n_pending(self) -> int:

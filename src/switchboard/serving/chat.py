@@ -32,6 +32,7 @@ from switchboard.serving.catalog import LocalModel, ModelCatalog
 from switchboard.serving.metrics import ServingMetrics
 from switchboard.serving.params import (
     Unsupported,
+    beam_params,
     check_supported,
     sampling_params,
     template_messages,
@@ -51,6 +52,7 @@ class ChatRun:
     prompt_tokens: int
     queue: asyncio.Queue[tuple[int, StepOutput]]
     handles: list[SequenceHandle] = field(default_factory=list)
+    expected: int = 0  # finished outputs to wait for (n)
     metrics: ServingMetrics | None = None
     id: str = field(default_factory=completion_id)
     created: int = field(default_factory=now)
@@ -61,7 +63,7 @@ class ChatRun:
 
     async def outputs(self) -> AsyncIterator[tuple[int, StepOutput]]:
         """Every output until all choices have finished (an error raises)."""
-        remaining = len(self.handles)
+        remaining = self.expected or len(self.handles)
         while remaining:
             index, out = await self.queue.get()
             if out.finish_reason == "error":
@@ -95,10 +97,19 @@ class ChatService:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[int, StepOutput]] = asyncio.Queue()
         run = ChatRun(
-            model=model, request=req, prompt_tokens=len(tokens), queue=queue, metrics=self.metrics
+            model=model, request=req, prompt_tokens=len(tokens), queue=queue,
+            expected=req.n, metrics=self.metrics,
         )
+        beam = beam_params(req)
         try:
-            for index in range(req.n):
+            if beam is not None:  # one search, n outputs told apart by ``out.choice``
+
+                def beam_sink(out: StepOutput) -> None:
+                    loop.call_soon_threadsafe(queue.put_nowait, (out.choice, out))
+
+                gen = GenerationRequest(tokens, params, beam=beam)
+                run.handles.append(model.engine.submit(gen, beam_sink))
+            for index in range(req.n if beam is None else 0):
 
                 def sink(out: StepOutput, index: int = index) -> None:
                     loop.call_soon_threadsafe(queue.put_nowait, (index, out))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from switchboard.engine.beam import BeamSearchParams
 from switchboard.engine.request import SamplingParams
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.protocol.messages import AudioPart, FilePart, ImagePart
@@ -43,13 +44,15 @@ def check_supported(req: ChatCompletionRequest) -> None:
     if req.structured_outputs is not None:
         _fail("structured_outputs", "guided decoding is not available yet")
     if req.use_beam_search:
-        _fail("use_beam_search", "beam search is not available yet")
-    if req.best_of is not None and req.best_of != req.n:
-        _fail("best_of", "best-of-n selection is not available yet")
-    if req.length_penalty is not None and req.length_penalty != 1.0:
-        _fail("length_penalty", "it only applies to beam search")
-    if req.early_stopping:
-        _fail("early_stopping", "it only applies to beam search")
+        _check_beam_search(req)
+    else:
+        if req.best_of is not None and req.best_of != req.n:
+            _fail("best_of", "best-of-n selection of samples is not available; it works with "
+                  "use_beam_search")
+        if req.length_penalty is not None and req.length_penalty != 1.0:
+            _fail("length_penalty", "it only applies with use_beam_search")
+        if req.early_stopping:
+            _fail("early_stopping", "it only applies with use_beam_search")
     if req.audio is not None or (req.modalities and "audio" in req.modalities):
         _fail("audio", "this model only produces text")
     if req.prediction is not None:
@@ -77,11 +80,51 @@ def check_supported(req: ChatCompletionRequest) -> None:
                     )
 
 
+def _check_beam_search(req: ChatCompletionRequest) -> None:
+    def refuse(param: str, why: str) -> None:
+        raise Unsupported(param, f"'{param}' cannot be used with use_beam_search: {why}")
+
+    if beam_width(req) < 2:
+        raise Unsupported("best_of", "use_beam_search needs best_of (the beam width) of at least 2")
+    if req.temperature not in (None, 0.0):
+        refuse("temperature", "beam search is deterministic; leave it unset or 0")
+    if req.top_p not in (None, 1.0):
+        refuse("top_p", "beam search keeps the most likely beams")
+    if req.top_k not in (None, 0, -1):
+        refuse("top_k", "beam search keeps the most likely beams")
+    if req.min_p:
+        refuse("min_p", "beam search keeps the most likely beams")
+    if req.logprobs:
+        refuse("logprobs", "per-token logprobs are not reported for beams")
+    for name in ("frequency_penalty", "presence_penalty"):
+        if getattr(req, name):
+            refuse(name, "penalties are not applied to beams")
+    if req.repetition_penalty not in (None, 1.0):
+        refuse("repetition_penalty", "penalties are not applied to beams")
+
+
+def beam_width(req: ChatCompletionRequest) -> int:
+    return req.best_of or req.n
+
+
+def beam_params(req: ChatCompletionRequest) -> BeamSearchParams | None:
+    if not req.use_beam_search:
+        return None
+    return BeamSearchParams(
+        width=beam_width(req),
+        n=req.n,
+        length_penalty=1.0 if req.length_penalty is None else req.length_penalty,
+        early_stopping=req.early_stopping if req.early_stopping is not None else False,
+    )
+
+
 def sampling_params(req: ChatCompletionRequest, default_max_tokens: int | None) -> SamplingParams:
     bias: dict[int, float] = {int(k): float(v) for k, v in (req.logit_bias or {}).items()}
     top_k = req.top_k if req.top_k and req.top_k > 0 else 0
     return SamplingParams(
-        temperature=1.0 if req.temperature is None else req.temperature,
+        temperature=0.0 if req.use_beam_search else (
+            1.0 if req.temperature is None else req.temperature
+        ),
         top_p=1.0 if req.top_p is None else req.top_p,
         top_k=top_k,
         min_p=req.min_p or 0.0,
