@@ -15,7 +15,8 @@ import numpy as np
 from switchboard.engine.request import SamplingParams
 
 _NEG_INF = np.float32(-np.inf)
-_TOP_P_CANDIDATES = 1024  # top-p looks at this many best tokens first, the whole vocab if needed
+_TOP_P_CANDIDATES = 1024
+_BLOCK = 256  # inverse-CDF block size  # top-p looks at this many best tokens first, the whole vocab if needed
 
 
 @dataclass
@@ -65,7 +66,8 @@ class Sampler:
     def sample(self, logits: np.ndarray, seqs: list[SequenceSampling]) -> np.ndarray:
         """Return one token id per row of ``logits`` (shape ``[len(seqs), n_vocab]``).
 
-        ``logits`` is modified in place.
+        ``logits`` is modified in place. Temperature, softmax, min-p and the final draw run on
+        all sampled rows at once; only top-k / top-p rows need a per-row partial sort.
         """
         for row, seq in zip(logits, seqs):
             self.process(row, seq)
@@ -73,9 +75,67 @@ class Sampler:
         greedy = np.fromiter((s.params.greedy for s in seqs), dtype=bool, count=len(seqs))
         if greedy.any():
             tokens[greedy] = logits[greedy].argmax(axis=-1)
-        for i in np.flatnonzero(~greedy):
-            tokens[i] = self._draw(logits[i], seqs[i])
+        drawn = np.flatnonzero(~greedy)
+        if len(drawn) == len(seqs):
+            tokens[:] = self._draw(seqs, logits)
+        elif len(drawn):
+            tokens[drawn] = self._draw([seqs[i] for i in drawn], logits[drawn])
         return tokens
+
+    def _draw(self, seqs: list[SequenceSampling], logits: np.ndarray) -> np.ndarray:
+        temps = np.array([s.params.temperature for s in seqs], dtype=np.float32)
+        scaled = np.divide(logits, temps[:, None], out=logits)
+        for row, seq in zip(scaled, seqs):
+            k = seq.params.top_k
+            if 0 < k < self.n_vocab:
+                kth = np.partition(row, -k)[-k]
+                row[row < kth] = _NEG_INF
+        scaled -= scaled.max(axis=1, keepdims=True)
+        probs = np.exp(scaled, out=scaled)  # unnormalized: every rule below is scale-free
+        min_p = np.array([s.params.min_p for s in seqs])
+        if min_p.any():
+            probs[probs < (min_p * probs.max(axis=1))[:, None]] = 0.0
+        u = np.array([s.rng.random() for s in seqs])  # one draw per sequence per step
+        out = np.empty(len(seqs), dtype=np.int64)
+        nucleus = np.array([s.params.top_p < 1.0 for s in seqs])
+        for i in np.flatnonzero(nucleus):
+            out[i] = self._draw_top_p(probs[i], seqs[i].params.top_p, u[i])
+        plain = np.flatnonzero(~nucleus)
+        if len(plain) == len(seqs):
+            out[:] = self._inverse_cdf(probs, u)
+        elif len(plain):
+            out[plain] = self._inverse_cdf(probs[plain], u[plain])
+        return out
+
+    def _inverse_cdf(self, probs: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Token whose cumulative probability first exceeds ``u`` (per row), in two levels:
+        blocks of ``_BLOCK`` tokens first, then within the chosen block. Same distribution as
+        one cumulative sum over the vocabulary, at a fraction of its cost."""
+        n, vocab = probs.shape
+        pad = (-vocab) % _BLOCK
+        if pad:
+            probs = np.pad(probs, ((0, 0), (0, pad)))
+        blocks = probs.reshape(n, -1, _BLOCK)
+        block_cdf = np.cumsum(blocks.sum(axis=2), axis=1)
+        out = np.empty(n, dtype=np.int64)
+        for i in range(n):
+            target = u[i] * block_cdf[i, -1]
+            b = min(int(np.searchsorted(block_cdf[i], target, side="right")), blocks.shape[1] - 1)
+            rest = target - (block_cdf[i, b - 1] if b else 0.0)
+            within = np.cumsum(blocks[i, b])
+            j = min(int(np.searchsorted(within, rest, side="right")), _BLOCK - 1)
+            while j > 0 and blocks[i, b, j] == 0.0:  # float slack must not land on a dead token
+                j -= 1
+            out[i] = min(b * _BLOCK + j, vocab - 1)
+        return out
+
+    def _draw_top_p(self, probs: np.ndarray, top_p: float, u: float) -> int:
+        order = self._top_p_order(probs, top_p)
+        cumulative = np.cumsum(probs[order])
+        cut = int(np.searchsorted(cumulative, top_p * probs.sum())) + 1
+        cumulative = cumulative[:cut]
+        index = int(np.searchsorted(cumulative, u * cumulative[-1], side="right"))
+        return int(order[min(index, cut - 1)])
 
     def process(self, row: np.ndarray, seq: SequenceSampling) -> None:
         """Logit processors: bias, penalties, and the end-of-sequence rules."""
@@ -98,31 +158,6 @@ class Sampler:
         if p.stop_token_ids and seq.generated < p.min_tokens:
             ids = np.asarray(p.stop_token_ids, dtype=np.int64)
             row[ids[ids < self.n_vocab]] = _NEG_INF
-
-    def _draw(self, row: np.ndarray, seq: SequenceSampling) -> int:
-        p = seq.params
-        scaled = row / np.float32(p.temperature)
-        if 0 < p.top_k < self.n_vocab:
-            kth = np.partition(scaled, -p.top_k)[-p.top_k]
-            scaled[scaled < kth] = _NEG_INF
-        scaled -= scaled.max()
-        probs = np.exp(scaled, dtype=np.float64)
-        probs /= probs.sum()
-        if p.min_p > 0.0:
-            probs[probs < p.min_p * probs.max()] = 0.0
-        u = seq.rng.random()
-        if p.top_p < 1.0:
-            order = self._top_p_order(probs, p.top_p)
-            kept = probs[order]
-            cumulative = np.cumsum(kept)
-            cut = int(np.searchsorted(cumulative, p.top_p * cumulative[-1])) + 1
-            kept = kept[:cut]
-            cumulative = cumulative[:cut]
-            index = int(np.searchsorted(cumulative, u * cumulative[-1], side="right"))
-            return int(order[min(index, cut - 1)])
-        cumulative = np.cumsum(probs)
-        index = int(np.searchsorted(cumulative, u * cumulative[-1], side="right"))
-        return min(index, self.n_vocab - 1)
 
     @staticmethod
     def _top_p_order(probs: np.ndarray, top_p: float) -> np.ndarray:
