@@ -65,3 +65,9 @@ def test_flash_attention_follows_the_weight_format() -> None:
     assert load_settings({}).use_flash_attn is True
     assert load_settings({"weights": "original"}).use_flash_attn is False
     assert load_settings({"weights": "original", "flash_attn": True}).use_flash_attn is True
+
+
+def test_prefix_cache_follows_flash_attention() -> None:
+    assert load_settings({}).use_prefix_cache is True
+    assert load_settings({"weights": "original"}).use_prefix_cache is False
+    assert load_settings({"prefix_cache": False}).use_prefix_cache is False

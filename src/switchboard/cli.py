@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-queue", type=int, help="waiting requests before 429")
     serve.add_argument(
         "--prefix-cache", action=argparse.BooleanOptionalAction, default=None,
-        help="keep finished sequences' KV cells to reuse shared prompt prefixes (default off)",
+        help="reuse KV cells of shared prompt prefixes (default: on with flash attention)",
     )
     serve.add_argument("--log-level", help="debug, info, warning, error")
     return parser

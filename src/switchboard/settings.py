@@ -62,10 +62,10 @@ class Settings(BaseSettings):
     n_threads: int | None = Field(default=None, ge=1, description="CPU threads (default: cores).")
     max_sequences: int = Field(default=16, ge=1, le=128, description="Sequences decoded together.")
     max_queue: int = Field(default=256, ge=1, description="Requests waiting before 429.")
-    prefix_cache: bool = Field(
-        default=False,
-        description="Keep finished sequences' KV cells to reuse shared prompt prefixes "
-        "(faster repeated prompts; outputs then depend slightly on earlier traffic).",
+    prefix_cache: bool | None = Field(
+        default=None,
+        description="Keep finished sequences' KV cells to reuse shared prompt prefixes; default: "
+        "on with flash attention (outputs unchanged), off without (outputs would shift).",
     )
     default_max_tokens: int | None = Field(
         default=None, ge=1, description="Completion cap when a request sets none (context rest)."
@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     @property
     def use_flash_attn(self) -> bool:
         return self.flash_attn if self.flash_attn is not None else self.weights != "original"
+
+    @property
+    def use_prefix_cache(self) -> bool:
+        return self.prefix_cache if self.prefix_cache is not None else self.use_flash_attn
 
     @property
     def threads(self) -> int:

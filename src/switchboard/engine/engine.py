@@ -194,8 +194,7 @@ class Engine:
                 self.scheduler.release(seq)
                 seq.finish("length", StepOutput(text=seq.text.flush()))
             return
-        tokens, positions, seq_ids, want = self._assemble(chunks)
-        logits = self.model.decode(tokens, positions, seq_ids, want)
+        logits = self._forward(chunks)
         completing = [c.completes for c in chunks]
         for chunk in chunks:
             chunk.seq.n_past += chunk.n_tokens
@@ -206,6 +205,34 @@ class Engine:
         groups = {id(s.group): s.group for s in rows if s.group is not None}
         for group in groups.values():
             self._advance_beams(group, logits, rows)
+
+    def _forward(self, chunks: list[ScheduledChunk]) -> np.ndarray:
+        """Run the step's chunks; logits rows of completing chunks, in chunk order.
+
+        llama.cpp's kernels give a sequence the same numbers whatever else is decoded with it,
+        except when two sequences read several tokens in one pass. So each prompt chunk gets a
+        pass of its own (the first one also carries every single-token decode): a seeded request
+        samples the same tokens under any load.
+        """
+        passes: list[list[ScheduledChunk]] = [[c for c in chunks if c.n_tokens == 1]]
+        for chunk in chunks:
+            if chunk.n_tokens > 1:
+                if passes[-1] and any(c.n_tokens > 1 for c in passes[-1]):
+                    passes.append([])
+                passes[-1].append(chunk)
+        rows = []
+        for group in passes:
+            if group:
+                rows.append(self.model.decode(*self._assemble(group)))
+        by_chunk = {}
+        for group, out in zip([g for g in passes if g], rows):
+            completing = [c for c in group if c.completes]
+            for c, row in zip(completing, out):
+                by_chunk[id(c)] = row
+        ordered = [by_chunk[id(c)] for c in chunks if id(c) in by_chunk]
+        if not ordered:
+            return np.empty((0, self.model.n_vocab), dtype=np.float32)
+        return np.stack(ordered)
 
     @staticmethod
     def _assemble(

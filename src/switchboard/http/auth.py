@@ -20,8 +20,9 @@ class KeyChecker:
     def open(self) -> bool:
         return not self._keys
 
-    def __call__(self, request: Request) -> None:
-        """FastAPI dependency: raise 401 unless the request carries a valid key."""
+    async def __call__(self, request: Request) -> None:
+        """FastAPI dependency: raise 401 unless the request carries a valid key (async, so
+        FastAPI does not hop to a worker thread for it)."""
         if self.open:
             return
         presented = _presented_keys(request)

@@ -77,7 +77,7 @@ class ModelCatalog:
         config = EngineConfig(
             max_sequences=settings.max_sequences,
             max_queue=settings.max_queue,
-            cache_slots=settings.max_sequences if settings.prefix_cache else 0,
+            cache_slots=settings.max_sequences if settings.use_prefix_cache else 0,
         )
         llama = LlamaModel(
             path,

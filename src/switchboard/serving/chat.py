@@ -171,7 +171,7 @@ class ChatService:
         """Chunks in OpenAI's order: role, content deltas, finish_reason, optional usage."""
 
         def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
-            return ChatCompletionChunk(
+            return ChatCompletionChunk.model_construct(  # trusted values: skip validation
                 id=run.id,
                 created=run.created,
                 model=run.model.id,
@@ -188,7 +188,8 @@ class ChatService:
         async for index, out in run.outputs():
             lp = ChoiceLogprobs(content=_wire_logprobs(out.logprobs)) if want_logprobs else None
             if out.text or (lp and out.logprobs):
-                yield chunk([ChunkChoice(index=index, delta=Delta(content=out.text), logprobs=lp)])
+                delta = Delta.model_construct(content=out.text)
+                yield chunk([ChunkChoice.model_construct(index=index, delta=delta, logprobs=lp)])
             if out.finished:
                 completion_tokens += out.completion_tokens
                 cached = out.cached_tokens if index == 0 else cached

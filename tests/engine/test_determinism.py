@@ -1,0 +1,77 @@
+"""A seeded (or greedy) request samples the same tokens when its prompt comes from the prefix
+cache or others' cells fill the KV cache.
+
+Holds with flash attention on (the default with Q8_0 weights): llama.cpp's attention then skips
+other sequences' cells exactly, and the engine gives each prompt chunk its own forward pass.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from switchboard.engine import (
+    Engine,
+    EngineConfig,
+    GenerationRequest,
+    LlamaModel,
+    SamplingParams,
+    StepOutput,
+)
+from switchboard.engine.embedded import embedded_model_path
+from switchboard.engine.weights import prepare_weights
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    path = prepare_weights(
+        embedded_model_path(), "q8_0", tmp_path_factory.mktemp("weights"), threads=2
+    )
+    config = EngineConfig(max_sequences=8, max_queue=32, cache_slots=8)
+    model = LlamaModel(path, n_ctx=4096, n_seq_max=config.sequence_ids, n_threads=2,
+                       flash_attn=True)
+    eng = Engine(model, config)
+    yield eng
+    eng.shutdown()
+
+
+def submit(engine: Engine, text: str, **params: object) -> tuple[threading.Event, list[StepOutput]]:
+    outputs: list[StepOutput] = []
+    done = threading.Event()
+
+    def sink(out: StepOutput) -> None:
+        outputs.append(out)
+        if out.finished:
+            done.set()
+
+    tokens = engine.model.tokenize(
+        f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
+    )
+    engine.submit(GenerationRequest(tuple(tokens), SamplingParams(**params)), sink)  # type: ignore[arg-type]
+    return done, outputs
+
+
+def text_of(outputs: list[StepOutput]) -> str:
+    return "".join(o.text for o in outputs)
+
+
+@pytest.mark.parametrize("params", [
+    {"temperature": 0.9, "seed": 42, "max_tokens": 40, "ignore_eos": True},
+    {"temperature": 0.0, "max_tokens": 40, "ignore_eos": True},
+])
+def test_same_output_after_other_traffic_and_from_the_prefix_cache(
+    engine: Engine, params: dict
+) -> None:
+    question = "Write a poem about the sea."
+    done, first = submit(engine, question, **params)
+    assert done.wait(60)
+    for i, topic in enumerate(["cats", "rain", "stars"]):  # leave others' cells in the cache
+        other_done, _ = submit(engine, f"Tell me fact {i} about {topic}.", max_tokens=20 + i)
+        assert other_done.wait(60)
+    assert engine.stats()["cached"] >= 3
+    done, again = submit(engine, question, **params)
+    assert done.wait(60)
+    assert again[-1].cached_tokens > 0  # the prompt came from the cache this time
+    assert text_of(again) == text_of(first)
