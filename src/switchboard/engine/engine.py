@@ -194,20 +194,12 @@ class Engine:
                 self.scheduler.release(seq)
                 seq.finish("length", StepOutput(text=seq.text.flush()))
             return
-        logits = self._forward(chunks)
-        completing = [c.completes for c in chunks]
-        for chunk in chunks:
-            chunk.seq.n_past += chunk.n_tokens
-        rows = {c.seq: i for i, c in enumerate(c for c, done in zip(chunks, completing) if done)}
-        sampled = [c.seq for c, done in zip(chunks, completing) if done and c.seq.group is None]
-        if sampled:
-            self._sample(sampled, logits[[rows[s] for s in sampled]])
-        groups = {id(s.group): s.group for s in rows if s.group is not None}
-        for group in groups.values():
-            self._advance_beams(group, logits, rows)
+        for group in self._passes(chunks):
+            self._run_pass(group)
 
-    def _forward(self, chunks: list[ScheduledChunk]) -> np.ndarray:
-        """Run the step's chunks; logits rows of completing chunks, in chunk order.
+    @staticmethod
+    def _passes(chunks: list[ScheduledChunk]) -> list[list[ScheduledChunk]]:
+        """Split a step into forward passes.
 
         llama.cpp's kernels give a sequence the same numbers whatever else is decoded with it,
         except when two sequences read several tokens in one pass. So each prompt chunk gets a
@@ -217,22 +209,26 @@ class Engine:
         passes: list[list[ScheduledChunk]] = [[c for c in chunks if c.n_tokens == 1]]
         for chunk in chunks:
             if chunk.n_tokens > 1:
-                if passes[-1] and any(c.n_tokens > 1 for c in passes[-1]):
+                if any(c.n_tokens > 1 for c in passes[-1]):
                     passes.append([])
                 passes[-1].append(chunk)
-        rows = []
-        for group in passes:
-            if group:
-                rows.append(self.model.decode(*self._assemble(group)))
-        by_chunk = {}
-        for group, out in zip([g for g in passes if g], rows):
-            completing = [c for c in group if c.completes]
-            for c, row in zip(completing, out):
-                by_chunk[id(c)] = row
-        ordered = [by_chunk[id(c)] for c in chunks if id(c) in by_chunk]
-        if not ordered:
-            return np.empty((0, self.model.n_vocab), dtype=np.float32)
-        return np.stack(ordered)
+        return [p for p in passes if p]
+
+    def _run_pass(self, chunks: list[ScheduledChunk]) -> None:
+        """One forward pass, then sampling for the chunks that completed their pending tokens
+        (so a prompt's first token streams out before the step's other prompt passes run)."""
+        logits = self.model.decode(*self._assemble(chunks))
+        completing = [c.completes for c in chunks]
+        for chunk in chunks:
+            chunk.seq.n_past += chunk.n_tokens
+        done = [c.seq for c, complete in zip(chunks, completing) if complete]
+        rows = {seq: i for i, seq in enumerate(done)}
+        sampled = [seq for seq in done if seq.group is None]
+        if sampled:
+            self._sample(sampled, logits[[rows[seq] for seq in sampled]])
+        groups = {id(seq.group): seq.group for seq in done if seq.group is not None}
+        for group in groups.values():
+            self._advance_beams(group, logits, rows)  # type: ignore[arg-type]
 
     @staticmethod
     def _assemble(
