@@ -79,8 +79,10 @@ async def one(base: str, i: int, tokens: int) -> tuple[float, list[float], int]:
     while (line := await reader.readline()) not in (b"\r\n", b""):
         pass  # response headers
     async for line in reader:  # chunked framing lines and SSE lines alike
-        if line.startswith(b"data: {") and b'"delta":{"content"' in line:
-            stamps.append(time.monotonic())
+        if line.startswith(b"data: {"):
+            choices = json.loads(line[6:]).get("choices") or [{}]
+            if choices[0].get("delta", {}).get("content"):
+                stamps.append(time.monotonic())
     writer.close()
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     return stamps[0] - t0, gaps, len(stamps)
