@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -23,29 +23,32 @@ def free_port() -> int:
 
 
 @contextmanager
-def switchboard(*args: str) -> Iterator[tuple[str, float]]:
-    """Start ``switchboard serve ARGS``; yield its base URL and seconds until /health was 200."""
-    port = free_port()
+def launched(args: list[str], ready_path: str, port: int) -> Iterator[tuple[str, float]]:
+    """Run a server command; yield its base URL and the seconds until ``ready_path`` gave 200."""
     base = f"http://127.0.0.1:{port}"
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "switchboard", "serve", "--port", str(port), *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while True:
             try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                if httpx.get(base + ready_path, timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None:
-                sys.exit("server exited")
+                sys.exit(f"server exited: {' '.join(args)}")
             time.sleep(0.01)
         yield base, time.monotonic() - started
     finally:
         proc.terminate()
         proc.wait()
+
+
+def switchboard(*args: str) -> AbstractContextManager[tuple[str, float]]:
+    """Start ``switchboard serve ARGS`` (a context manager like ``launched``)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "switchboard", "serve", "--port", str(port), *args]
+    return launched(cmd, "/health", port)
 
 
 @dataclass

@@ -16,15 +16,13 @@ import asyncio
 import json
 import shlex
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import httpx
 
-from common import EOG_BAN, free_port, switchboard
+from common import EOG_BAN, free_port, launched, switchboard
 
 sys.path.insert(0, "src")
 from switchboard.engine.embedded import embedded_model_path  # noqa: E402
@@ -32,31 +30,15 @@ from switchboard.engine.embedded import embedded_model_path  # noqa: E402
 MODEL = "smollm2-135m-instruct"
 
 
-@contextmanager
-def llama_cpp_server() -> Iterator[tuple[str, float]]:
+def llama_cpp_server() -> AbstractContextManager[tuple[str, float]]:
+    """llama-cpp-python's own server on the same file, queueing rather than cutting requests."""
     port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path()),
-         "--model_alias", MODEL, "--n_threads", "2", "--n_ctx", "8192", "--port", str(port),
-         "--interrupt_requests", "False"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        while True:
-            try:
-                if httpx.get(base + "/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                sys.exit("llama_cpp.server exited (pip install 'llama-cpp-python[server]')")
-            time.sleep(0.05)
-        yield base, time.monotonic() - started
-    finally:
-        proc.terminate()
-        proc.wait()
+    cmd = [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path()),
+        "--model_alias", MODEL, "--n_threads", "2", "--n_ctx", "8192", "--port", str(port),
+        "--interrupt_requests", "False",
+    ]
+    return launched(cmd, "/v1/models", port)
 
 
 async def one(base: str, i: int, tokens: int) -> tuple[float, list[float], int]:
