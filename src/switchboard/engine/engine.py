@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from switchboard.engine.beam import BeamState
+from switchboard.engine.constraint import GrammarVocabulary
 from switchboard.engine.model import LlamaModel
 from switchboard.engine.request import (
     EngineError,
@@ -65,6 +66,7 @@ class Engine:
         self.config = config
         self.context_limit = min(model.n_ctx, model.n_ctx_train or model.n_ctx)
         self.sampler = Sampler(model.n_vocab, model.eog_token_ids)
+        self.grammar = GrammarVocabulary(model)
         if model.n_seq_max < config.sequence_ids:
             raise ValueError(f"the model context needs n_seq_max >= {config.sequence_ids}")
         self.scheduler = Scheduler(
@@ -254,6 +256,9 @@ class Engine:
         rows = [i for i, s in enumerate(seqs) if s.params.logprobs]
         # Reported logprobs come from the raw distribution, before the sampler edits ``logits``.
         raw_logprobs = dict(zip(rows, log_softmax(logits[rows]))) if rows else {}
+        for row, seq in zip(logits, seqs):
+            if seq.constraint is not None:
+                seq.constraint.mask(row)
         chosen = self.sampler.sample(logits, [s.sampling for s in seqs])
         now = time.monotonic()
         for i, (seq, token) in enumerate(zip(seqs, chosen.tolist())):
@@ -276,6 +281,11 @@ class Engine:
         seq.sampling.accept(token)
         p = seq.params
         out = StepOutput(token_ids=[token])
+        if seq.constraint is not None and not seq.constraint.accept(token):
+            out.error = f"constraint violated: {seq.constraint.error or 'no token was allowed'}"
+            self.scheduler.release(seq, keep_cache=False)
+            seq.finish("error", out)
+            return
         if (not p.ignore_eos and self.model.is_eog(token)) or token in p.stop_token_ids:
             out.text = seq.text.flush()
             self._finish(seq, "stop", out)
@@ -284,6 +294,9 @@ class Engine:
             out.logprobs.append(lp)
         out.text = seq.text.push(self.model.piece(token, special=not p.skip_special_tokens))
         if seq.text.stopped:
+            self._finish(seq, "stop", out)
+        elif seq.constraint is not None and seq.constraint.finished:
+            out.text += seq.text.flush()
             self._finish(seq, "stop", out)
         elif seq.n_generated >= seq.max_new_tokens:
             out.text += seq.text.flush()

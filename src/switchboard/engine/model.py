@@ -166,6 +166,11 @@ class LlamaModel:
         )
 
     # --- vocabulary -------------------------------------------------------------------------
+    @property
+    def vocab(self) -> llama_cpp.llama_vocab_p:
+        """The llama.cpp vocabulary handle (for llguidance's tokenizer)."""
+        return self._vocab
+
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         data = text.encode("utf-8", "replace")  # lone surrogates (valid JSON escapes) become '?'
         capacity = len(data) + 16

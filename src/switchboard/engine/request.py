@@ -7,8 +7,12 @@ engine step produced for one sequence (a text delta that never contains part of 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from switchboard.engine.beam import BeamSearchParams
+
+if TYPE_CHECKING:
+    from switchboard.engine.constraint import Constraint
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class GenerationRequest:
     params: SamplingParams
     seed_offset: int = 0  # choice index, so n choices with one seed differ but stay reproducible
     beam: BeamSearchParams | None = None  # beam search instead of sampling: n outputs at the end
+    constraint: "Constraint | None" = None  # grammar the output must follow (one per sequence)
 
 
 @dataclass(frozen=True)

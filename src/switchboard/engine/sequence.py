@@ -59,6 +59,7 @@ class Sequence:
         self.children: list[Sequence] = []
         self.cached_prefix = 0  # prompt tokens served from the prefix cache
         self.group: BeamGroup | None = None
+        self.constraint = request.constraint
         self.status = SequenceStatus.WAITING
         self.cancelled = False
         self.holds_queue_slot = True

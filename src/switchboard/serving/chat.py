@@ -30,6 +30,8 @@ from switchboard.protocol.responses import (
 from switchboard.protocol.responses import TokenLogprob as WireTokenLogprob
 from switchboard.serving.catalog import LocalModel, ModelCatalog
 from switchboard.serving.metrics import ServingMetrics
+from switchboard.engine.constraint import Constraint, GrammarError
+from switchboard.serving.constraints import requested_grammar
 from switchboard.serving.params import (
     Unsupported,
     beam_params,
@@ -87,10 +89,11 @@ class ChatService:
         self.default_max_tokens = default_max_tokens
         self.metrics = metrics
 
-    def start(self, req: ChatCompletionRequest) -> ChatRun:
+    async def start(self, req: ChatCompletionRequest) -> ChatRun:
         model = self.catalog.get(req.model)
         check_supported(req)
         self._check_token_ids(req, model)
+        constraints = await self._constraints(req, model)
         prompt = model.template.render(template_messages(req), add_generation_prompt=True)
         tokens = tuple(model.llama.tokenize(prompt))
         params = sampling_params(req, self.default_max_tokens)
@@ -114,12 +117,37 @@ class ChatService:
                 def sink(out: StepOutput, index: int = index) -> None:
                     loop.call_soon_threadsafe(queue.put_nowait, (index, out))
 
-                gen = GenerationRequest(tokens, params, seed_offset=index)
+                gen = GenerationRequest(
+                    tokens, params, seed_offset=index,
+                    constraint=constraints[index] if constraints else None,
+                )
                 run.handles.append(model.engine.submit(gen, sink))
         except Exception:
             run.cancel()
             raise
         return run
+
+    @staticmethod
+    async def _constraints(req: ChatCompletionRequest, model: LocalModel) -> list[Constraint]:
+        """One grammar matcher per choice, compiled off the event loop (it can take a while)."""
+        wanted = requested_grammar(req)
+        if wanted is None:
+            return []
+        if req.use_beam_search:
+            raise Unsupported(
+                wanted.param, "output constraints cannot be combined with use_beam_search yet"
+            )
+        grammar = model.engine.grammar
+
+        def build() -> list[Constraint]:
+            try:
+                grammar.check(wanted.grammar)
+                first = grammar.matcher(wanted.grammar)
+            except GrammarError as exc:
+                raise Unsupported(wanted.param, f"{wanted.param} cannot be enforced: {exc}") from exc
+            return [first] + [first.fork() for _ in range(req.n - 1)]
+
+        return await asyncio.to_thread(build)
 
     @staticmethod
     def _check_token_ids(req: ChatCompletionRequest, model: LocalModel) -> None:

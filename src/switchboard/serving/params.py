@@ -36,13 +36,6 @@ def check_supported(req: ChatCompletionRequest) -> None:
         _fail("functions", "function calling on local models is not available yet")
     if req.function_call not in (None, "none"):
         _fail("function_call", "function calling on local models is not available yet")
-    if req.response_format is not None and req.response_format.type != "text":
-        _fail("response_format", "structured output is not available yet")
-    for name in ("guided_json", "guided_regex", "guided_choice", "guided_grammar"):
-        if getattr(req, name) is not None:
-            _fail(name, "guided decoding is not available yet")
-    if req.structured_outputs is not None:
-        _fail("structured_outputs", "guided decoding is not available yet")
     if req.use_beam_search:
         _check_beam_search(req)
     else:

@@ -45,7 +45,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     if body.ignored_params:
         headers[IGNORED_HEADER] = ",".join(body.ignored_params)
     try:
-        run = service.start(body)
+        run = await service.start(body)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
         error = to_api_error(exc)
         error.headers.update(headers)

@@ -1,0 +1,83 @@
+"""Constrained decoding with llguidance: a grammar (JSON Schema, regex, choice, Lark/GBNF) becomes
+a per-step token mask for one sequence, and the matcher follows each accepted token.
+
+Grammars arrive already compiled to llguidance's grammar string (see
+``switchboard.serving.constraints``); this module only runs them against the model's vocabulary.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import llguidance
+import llguidance.llamacpp
+import numpy as np
+
+from switchboard.engine.model import LlamaModel
+
+
+class GrammarError(ValueError):
+    """The grammar cannot be enforced (invalid, or uses a feature llguidance does not support)."""
+
+
+class GrammarVocabulary:
+    """llguidance's view of a model's tokens; built once per model (about a second), lazily."""
+
+    def __init__(self, model: LlamaModel) -> None:
+        self._model = model
+        self._tokenizer: llguidance.LLTokenizer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def tokenizer(self) -> llguidance.LLTokenizer:
+        with self._lock:
+            if self._tokenizer is None:
+                self._tokenizer = llguidance.llamacpp.lltokenizer_from_vocab(
+                    self._model.vocab, eos_token=self._model.eog_token_ids
+                )
+            return self._tokenizer
+
+    def check(self, grammar: str) -> None:
+        """Raise ``GrammarError`` unless ``grammar`` compiles against this vocabulary."""
+        is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(
+            grammar, self.tokenizer
+        )
+        if is_error:
+            raise GrammarError(messages[0] if messages else "invalid grammar")
+
+    def matcher(self, grammar: str) -> "Constraint":
+        matcher = llguidance.LLMatcher(self.tokenizer, grammar, log_level=0)
+        if matcher.is_error():
+            raise GrammarError(matcher.get_error())
+        return Constraint(matcher, self._model.n_vocab)
+
+
+class Constraint:
+    """One sequence's position in its grammar."""
+
+    def __init__(self, matcher: llguidance.LLMatcher, n_vocab: int) -> None:
+        self._matcher = matcher
+        self._n_vocab = n_vocab
+        self._bits = np.empty((n_vocab + 31) // 32, dtype=np.int32)
+
+    def mask(self, row: np.ndarray) -> None:
+        """Set the logits of every token the grammar forbids now to -inf (in place)."""
+        self._matcher.unsafe_compute_mask_ptr(self._bits.ctypes.data, self._bits.nbytes)
+        allowed = np.unpackbits(self._bits.view(np.uint8), bitorder="little")[: len(row)]
+        row[allowed == 0] = -np.inf
+
+    def accept(self, token: int) -> bool:
+        """Advance past ``token``; False if the grammar did not allow it."""
+        return bool(self._matcher.consume_token(token))
+
+    @property
+    def finished(self) -> bool:
+        """The grammar is complete and allows nothing more (e.g. the closing brace of JSON)."""
+        return bool(self._matcher.is_stopped())
+
+    @property
+    def error(self) -> str | None:
+        return self._matcher.get_error() if self._matcher.is_error() else None
+
+    def fork(self) -> "Constraint":
+        return Constraint(self._matcher.deep_copy(), self._n_vocab)
