@@ -142,9 +142,9 @@ def test_invalid_value_is_422(client: OpenAI) -> None:
 def test_understood_but_unsupported_parameter_is_400_naming_it(client: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(
-            model=MODEL, messages=MESSAGES, extra_body={"guided_regex": "[0-9]+"}
+            model=MODEL, messages=MESSAGES, extra_body={"api_key_ref": "my-openai-key"}
         )
-    assert err.value.body["param"] == "guided_regex"  # type: ignore[index]
+    assert err.value.body["param"] == "api_key_ref"  # type: ignore[index]
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(
             model=MODEL, messages=MESSAGES,

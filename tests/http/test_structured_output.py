@@ -93,7 +93,8 @@ def test_choice_is_enforced_with_n_choices_streamed(client: OpenAI) -> None:
     ],
 )
 def test_other_request_forms(client: OpenAI, extra: dict, check: Any) -> None:
-    reply = ask(client, "Go.", max_tokens=60, extra_body=extra)
+    reply = ask(client, "Describe a cat as a JSON object.", max_tokens=200, temperature=0,
+                extra_body=extra)
     assert reply.choices[0].finish_reason == "stop"
     assert check(reply.choices[0].message.content)
 
