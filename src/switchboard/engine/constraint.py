@@ -8,6 +8,7 @@ Grammars arrive already compiled to llguidance's grammar string (see
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import llguidance
 import llguidance.llamacpp
@@ -52,6 +53,17 @@ class GrammarVocabulary:
         return Constraint(matcher, self._model.n_vocab)
 
 
+# Byte value -> the 8 additive logit masks its bits stand for (bit set: 0, clear: -inf).
+_BYTE_MASKS = np.where(
+    np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little") == 1,
+    np.float32(0.0),
+    np.float32(-np.inf),
+).astype(np.float32)
+
+# Masks are computed while the model runs its next forward pass (llguidance drops the GIL).
+_MASK_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="switchboard-grammar")
+
+
 class Constraint:
     """One sequence's position in its grammar."""
 
@@ -59,25 +71,51 @@ class Constraint:
         self._matcher = matcher
         self._n_vocab = n_vocab
         self._bits = np.empty((n_vocab + 31) // 32, dtype=np.int32)
+        self._pending: Future[None] | None = None
+        self._stopped = False  # read before a prefetch starts: the matcher is busy during one
+
+    def prefetch(self) -> None:
+        """Start computing the next mask in the background."""
+        if self._pending is None:
+            self._pending = _MASK_WORKER.submit(self._compute)
+
+    def _compute(self) -> None:
+        self._matcher.unsafe_compute_mask_ptr(self._bits.ctypes.data, self._bits.nbytes)
 
     def mask(self, row: np.ndarray) -> None:
         """Set the logits of every token the grammar forbids now to -inf (in place)."""
-        self._matcher.unsafe_compute_mask_ptr(self._bits.ctypes.data, self._bits.nbytes)
-        allowed = np.unpackbits(self._bits.view(np.uint8), bitorder="little")[: len(row)]
-        row[allowed == 0] = -np.inf
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+        else:
+            self._compute()
+        row += _BYTE_MASKS[self._bits.view(np.uint8)].reshape(-1)[: len(row)]
 
     def accept(self, token: int) -> bool:
-        """Advance past ``token``; False if the grammar did not allow it."""
-        return bool(self._matcher.consume_token(token))
+        """Advance past ``token`` and start on the next mask; False if it was not allowed."""
+        if self._pending is not None:  # a mask nobody used (e.g. the step was undone)
+            self._pending.result()
+            self._pending = None
+        ok = bool(self._matcher.consume_token(token))
+        self._stopped = bool(self._matcher.is_stopped())
+        if ok and not self._stopped:
+            self.prefetch()
+        return ok
 
     @property
     def finished(self) -> bool:
         """The grammar is complete and allows nothing more (e.g. the closing brace of JSON)."""
-        return bool(self._matcher.is_stopped())
+        return self._stopped
 
     @property
     def error(self) -> str | None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
         return self._matcher.get_error() if self._matcher.is_error() else None
 
     def fork(self) -> "Constraint":
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
         return Constraint(self._matcher.deep_copy(), self._n_vocab)

@@ -1,0 +1,42 @@
+"""Cost of enforcing a JSON Schema: time per output token, constrained vs free, at 1 and 16
+streams.
+
+    python bench/structured.py [--rounds 3]
+
+Both kinds of request stream exactly 128 tokens (``max_tokens``): the constrained one must produce
+a JSON array of 100 short strings (it never completes that early), the free one is plain text
+with end-of-sequence banned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from common import switchboard
+from concurrency import level
+
+SCHEMA = {
+    "type": "array", "minItems": 100, "maxItems": 100,
+    "items": {"type": "string", "minLength": 3, "maxLength": 12, "pattern": "^[a-z ]+$"},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    print("| clients | kind | output tok/s | ITL p50 | ITL p99 |")
+    print("|---|---|---|---|---|")
+    with switchboard("--threads", "2") as (base, _):
+        asyncio.run(level(base, 1, 8))  # warm-up
+        for clients in (1, 16):
+            for kind, extra in (("free", None), ("guided_json", {"guided_json": SCHEMA, "logit_bias": {}})):
+                runs = [asyncio.run(level(base, clients, 128, extra)) for _ in range(args.rounds)]
+                r = sorted(runs, key=lambda x: x["tok_s"])[len(runs) // 2]
+                print(f"| {clients} | {kind} | {r['tok_s']:.1f} | {r['itl_p50'] * 1000:.1f} ms | "
+                      f"{r['itl_p99'] * 1000:.1f} ms |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
