@@ -31,7 +31,15 @@ from switchboard.protocol.responses import TokenLogprob as WireTokenLogprob
 from switchboard.serving.catalog import LocalModel, ModelCatalog
 from switchboard.serving.metrics import ServingMetrics
 from switchboard.engine.constraint import Constraint, GrammarError
-from switchboard.serving.constraints import requested_grammar
+from switchboard.serving.constraints import GrammarRequest, requested_grammar
+from switchboard.serving.tools import (
+    ToolCallStream,
+    ToolPlan,
+    parse_calls,
+    plan_tools,
+    render_call,
+    with_tools_in_system,
+)
 from switchboard.serving.params import (
     Unsupported,
     beam_params,
@@ -55,6 +63,7 @@ class ChatRun:
     queue: asyncio.Queue[tuple[int, StepOutput]]
     handles: list[SequenceHandle] = field(default_factory=list)
     expected: int = 0  # finished outputs to wait for (n)
+    tools: ToolPlan | None = None  # outputs may be tool calls
     metrics: ServingMetrics | None = None
     id: str = field(default_factory=completion_id)
     created: int = field(default_factory=now)
@@ -93,15 +102,24 @@ class ChatService:
         model = self.catalog.get(req.model)
         check_supported(req)
         self._check_token_ids(req, model)
-        constraints = await self._constraints(req, model)
-        prompt = model.template.render(template_messages(req), add_generation_prompt=True)
+        tools = plan_tools(req)
+        wanted = requested_grammar(req)
+        if tools is not None and wanted is not None:
+            raise Unsupported(wanted.param, f"{wanted.param} cannot be combined with tools")
+        if tools is not None:
+            wanted = GrammarRequest("tools", tools.grammar)
+        constraints = await self._constraints(req, model, wanted)
+        messages = template_messages(req, render_call if req.tools else None)
+        if tools is not None:
+            with_tools_in_system(messages, tools.functions)
+        prompt = model.template.render(messages, add_generation_prompt=True)
         tokens = tuple(model.llama.tokenize(prompt))
         params = sampling_params(req, self.default_max_tokens)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[int, StepOutput]] = asyncio.Queue()
         run = ChatRun(
             model=model, request=req, prompt_tokens=len(tokens), queue=queue,
-            expected=req.n, metrics=self.metrics,
+            expected=req.n, tools=tools, metrics=self.metrics,
         )
         beam = beam_params(req)
         try:
@@ -128,9 +146,10 @@ class ChatService:
         return run
 
     @staticmethod
-    async def _constraints(req: ChatCompletionRequest, model: LocalModel) -> list[Constraint]:
+    async def _constraints(
+        req: ChatCompletionRequest, model: LocalModel, wanted: GrammarRequest | None
+    ) -> list[Constraint]:
         """One grammar matcher per choice, compiled off the event loop (it can take a while)."""
-        wanted = requested_grammar(req)
         if wanted is None:
             return []
         if req.use_beam_search:
@@ -175,10 +194,16 @@ class ChatService:
                 if index == 0:
                     cached = out.cached_tokens
         want_logprobs = bool(run.request.logprobs)
+        replies = [AssistantReply(content="".join(texts[i])) for i in range(n)]
+        if run.tools is not None:
+            for i, reply in enumerate(replies):
+                calls = parse_calls(reply.content or "") if finish[i] == "stop" else []
+                if calls:
+                    reply.content, reply.tool_calls, finish[i] = None, calls, "tool_calls"
         choices = [
             Choice(
                 index=i,
-                message=AssistantReply(content="".join(texts[i])),
+                message=replies[i],
                 logprobs=ChoiceLogprobs(content=_wire_logprobs(logprobs[i]))
                 if want_logprobs
                 else None,
@@ -213,16 +238,24 @@ class ChatService:
         want_logprobs = bool(run.request.logprobs)
         completion_tokens = 0
         cached = 0
+        calls = [ToolCallStream() for _ in range(run.request.n)] if run.tools else []
         async for index, out in run.outputs():
             lp = ChoiceLogprobs(content=_wire_logprobs(out.logprobs)) if want_logprobs else None
-            if out.text or (lp and out.logprobs):
-                delta = Delta.model_construct(content=out.text)
+            text, call_deltas = calls[index].feed(out.text) if calls else (out.text, [])
+            if text or call_deltas or (lp and out.logprobs):
+                delta = Delta.model_construct(
+                    content=text if text or not call_deltas else None,
+                    tool_calls=call_deltas or None,
+                )
                 yield chunk([ChunkChoice.model_construct(index=index, delta=delta, logprobs=lp)])
             if out.finished:
                 completion_tokens += out.completion_tokens
                 cached = out.cached_tokens if index == 0 else cached
+                reason = out.finish_reason
+                if calls and calls[index].ids and reason == "stop":
+                    reason = "tool_calls"
                 yield chunk(
-                    [ChunkChoice(index=index, delta=Delta(), finish_reason=out.finish_reason)]  # type: ignore[arg-type]
+                    [ChunkChoice(index=index, delta=Delta(), finish_reason=reason)]  # type: ignore[arg-type]
                 )
         if run.request.include_usage:
             yield chunk([], Usage.of(run.prompt_tokens, completion_tokens, cached))

@@ -6,6 +6,7 @@ nothing is silently dropped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from switchboard.engine.beam import BeamSearchParams
@@ -28,10 +29,6 @@ def _fail(param: str, why: str) -> None:
 
 def check_supported(req: ChatCompletionRequest) -> None:
     """Raise ``Unsupported`` for the first field set to a value the local engine cannot honour."""
-    if req.tools:
-        _fail("tools", "tool calling on local models is not available yet")
-    if req.tool_choice not in (None, "none"):
-        _fail("tool_choice", "tool calling on local models is not available yet")
     if req.functions:
         _fail("functions", "function calling on local models is not available yet")
     if req.function_call not in (None, "none"):
@@ -138,8 +135,14 @@ def sampling_params(req: ChatCompletionRequest, default_max_tokens: int | None) 
     )
 
 
-def template_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
-    """Messages as plain dicts for the chat template (text content; ``developer`` → ``system``)."""
+def template_messages(
+    req: ChatCompletionRequest, render_call: Callable[[str, str], str] | None = None
+) -> list[dict[str, Any]]:
+    """Messages as plain dicts for the chat template (text content; ``developer`` → ``system``).
+
+    With ``render_call``, an assistant's earlier tool calls are written into its content the way
+    the model is taught to make them (templates without tool support would drop them).
+    """
     out: list[dict[str, Any]] = []
     for message in req.messages:
         data = message.model_dump(exclude_none=True)
@@ -152,5 +155,10 @@ def template_messages(req: ChatCompletionRequest) -> list[dict[str, Any]]:
             data["content"] = ""
         if data["role"] == "developer":
             data["role"] = "system"
+        calls = getattr(message, "tool_calls", None)
+        if calls and render_call is not None:
+            data["content"] += "".join(
+                render_call(c.function.name, c.function.arguments) for c in calls
+            )
         out.append(data)
     return out
