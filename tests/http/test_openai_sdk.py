@@ -148,9 +148,9 @@ def test_understood_but_unsupported_parameter_is_400_naming_it(client: OpenAI) -
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(
             model=MODEL, messages=MESSAGES,
-            tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            functions=[{"name": "f", "parameters": {}}],
         )
-    assert err.value.body["param"] == "tools"  # type: ignore[index]
+    assert err.value.body["param"] == "functions"  # type: ignore[index]
 
 
 def test_unknown_parameter_is_named_in_header(client: OpenAI) -> None:
