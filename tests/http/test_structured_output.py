@@ -11,7 +11,7 @@ import jsonschema
 import openai
 import pytest
 from openai import OpenAI
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tests.conftest import API_KEY, RunningServer
 from tests.data.schemas import SCHEMAS
@@ -101,12 +101,12 @@ def test_other_request_forms(client: OpenAI, extra: dict, check: Any) -> None:
 
 def test_response_format_json_schema_and_sdk_parse(client: OpenAI) -> None:
     class Person(BaseModel):
-        name: str
-        age: int
+        name: str = Field(max_length=20)
+        age: int = Field(ge=0, le=150)
 
     parsed = client.chat.completions.parse(
         model=MODEL, messages=[{"role": "user", "content": "A person."}],
-        response_format=Person, max_tokens=80,
+        response_format=Person, max_tokens=120, temperature=0,
     )
     assert isinstance(parsed.choices[0].message.parsed, Person)
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
