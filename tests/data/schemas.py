@@ -7,14 +7,14 @@ from typing import Any
 
 S = {"type": "string", "maxLength": 24}
 I = {"type": "integer", "minimum": -1000, "maximum": 1000}  # unbounded digits could run on
-N = {"type": "number", "minimum": -1000, "maximum": 1000}
+N = {"type": "number", "minimum": -1000, "maximum": 1000, "multipleOf": 0.25}  # digits end
 
 SCHEMAS: list[tuple[str, dict[str, Any]]] = [
     ("flat object", {"type": "object", "properties": {"name": S, "age": I},
                      "required": ["name", "age"], "additionalProperties": False}),
     ("integer range", {"type": "object", "properties": {"n": {"type": "integer", "minimum": 10, "maximum": 20}},
                        "required": ["n"], "additionalProperties": False}),
-    ("number exclusive range", {"type": "object", "properties": {"x": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}},
+    ("number exclusive range", {"type": "object", "properties": {"x": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "multipleOf": 0.125}},
                                 "required": ["x"], "additionalProperties": False}),
     ("enum", {"type": "object", "properties": {"color": {"enum": ["red", "green", "blue"]}},
               "required": ["color"], "additionalProperties": False}),
@@ -46,7 +46,7 @@ SCHEMAS: list[tuple[str, dict[str, Any]]] = [
                       "required": ["email"], "additionalProperties": False}),
     ("format uuid", {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"}},
                      "required": ["id"], "additionalProperties": False}),
-    ("format date-time", {"type": "object", "properties": {"at": {"type": "string", "format": "date-time"}},
+    ("format date-time", {"type": "object", "properties": {"at": {"type": "string", "format": "date-time", "maxLength": 32}},
                           "required": ["at"], "additionalProperties": False}),
     ("string lengths", {"type": "object", "properties": {"word": {"type": "string", "minLength": 3, "maxLength": 6}},
                         "required": ["word"], "additionalProperties": False}),
@@ -64,7 +64,7 @@ SCHEMAS: list[tuple[str, dict[str, Any]]] = [
     ("tuple prefixItems", {"type": "array", "prefixItems": [{"type": "string", "maxLength": 8}, I], "items": False}),
     ("uniqueness-free matrix", {"type": "array", "maxItems": 2, "items": {"type": "array", "maxItems": 2, "items": N}}),
     ("multiple required", {"type": "object", "properties": {"title": S, "year": {"type": "integer", "minimum": 1900, "maximum": 2100},
-                                                          "rating": {"type": "number", "minimum": 0, "maximum": 5}, "genre": {"enum": ["drama", "comedy"]}},
+                                                          "rating": {"type": "number", "minimum": 0, "maximum": 5, "multipleOf": 0.5}, "genre": {"enum": ["drama", "comedy"]}},
                            "required": ["title", "year", "rating", "genre"], "additionalProperties": False}),
     ("open object", {"type": "object", "properties": {"id": I}, "required": ["id"], "maxProperties": 3,
                      "additionalProperties": {"type": "string", "maxLength": 10}}),

@@ -1,6 +1,11 @@
 """Constrained decoding with llguidance: a grammar (JSON Schema, regex, choice, Lark/GBNF) becomes
 a per-step token mask for one sequence, and the matcher follows each accepted token.
 
+The engine samples first and computes the mask only when the grammar rejects the draw, then
+draws again from the masked distribution. That is exact: an allowed token x is drawn with
+p(x) + (1 - Z) * p(x) / Z = p(x) / Z, Z being the allowed mass; greedy picks the allowed argmax.
+Most draws inside JSON are allowed, so most steps skip the mask (~0.4 ms each on this CPU).
+
 Grammars arrive already compiled to llguidance's grammar string (see
 ``switchboard.serving.constraints``); this module only runs them against the model's vocabulary.
 """
@@ -60,7 +65,8 @@ _BYTE_MASKS = np.where(
     np.float32(-np.inf),
 ).astype(np.float32)
 
-# Masks are computed while the model runs its next forward pass (llguidance drops the GIL).
+# After a rejected draw the next mask is likely needed too: it is then computed while the model
+# runs its next forward pass (llguidance drops the GIL).
 _MASK_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="switchboard-grammar")
 
 
@@ -73,6 +79,7 @@ class Constraint:
         self._bits = np.empty((n_vocab + 31) // 32, dtype=np.int32)
         self._pending: Future[None] | None = None
         self._stopped = False  # read before a prefetch starts: the matcher is busy during one
+        self._needed_mask = True  # the last step needed a mask: prefetch the next one
 
     def prefetch(self) -> None:
         """Start computing the next mask in the background."""
@@ -82,8 +89,22 @@ class Constraint:
     def _compute(self) -> None:
         self._matcher.unsafe_compute_mask_ptr(self._bits.ctypes.data, self._bits.nbytes)
 
+    def allows(self, token: int) -> bool:
+        """Whether the grammar accepts ``token`` now (cheap: no mask is computed)."""
+        self._wait()
+        ok = self._matcher.validate_tokens([token]) == 1
+        if ok:
+            self._needed_mask = False
+        return ok
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
     def mask(self, row: np.ndarray) -> None:
         """Set the logits of every token the grammar forbids now to -inf (in place)."""
+        self._needed_mask = True
         if self._pending is not None:
             self._pending.result()
             self._pending = None
@@ -98,7 +119,7 @@ class Constraint:
             self._pending = None
         ok = bool(self._matcher.consume_token(token))
         self._stopped = bool(self._matcher.is_stopped())
-        if ok and not self._stopped:
+        if ok and not self._stopped and self._needed_mask:
             self.prefetch()
         return ok
 

@@ -256,10 +256,16 @@ class Engine:
         rows = [i for i, s in enumerate(seqs) if s.params.logprobs]
         # Reported logprobs come from the raw distribution, before the sampler edits ``logits``.
         raw_logprobs = dict(zip(rows, log_softmax(logits[rows]))) if rows else {}
-        for row, seq in zip(logits, seqs):
-            if seq.constraint is not None:
-                seq.constraint.mask(row)
+        constrained = [i for i, s in enumerate(seqs) if s.constraint is not None]
+        unmasked = {i: logits[i].copy() for i in constrained}
         chosen = self.sampler.sample(logits, [s.sampling for s in seqs])
+        for i in constrained:  # a draw the grammar allows stands; otherwise draw again, masked
+            constraint = seqs[i].constraint
+            assert constraint is not None
+            if not constraint.allows(int(chosen[i])):
+                row = unmasked[i]
+                constraint.mask(row)
+                chosen[i] = self.sampler.sample(row[None, :], [seqs[i].sampling])[0]
         now = time.monotonic()
         for i, (seq, token) in enumerate(zip(seqs, chosen.tolist())):
             if seq.first_token_at is None:
