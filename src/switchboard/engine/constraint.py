@@ -68,6 +68,23 @@ _BYTE_MASKS = np.where(
 # After a rejected draw the next mask is likely needed too: it is then computed while the model
 # runs its next forward pass (llguidance drops the GIL).
 _MASK_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="switchboard-grammar")
+# Masks needed at once for several sequences are computed in parallel by llguidance.
+_PARALLEL = llguidance.LLExecutor(num_threads=2)
+
+
+def mask_rows(constraints: list["Constraint"], rows: np.ndarray) -> None:
+    """``Constraint.mask`` for many sequences, computing the missing masks in parallel."""
+    todo = [(c._matcher, i) for i, c in enumerate(constraints) if c._pending is None]
+    for c in constraints:
+        c._needed_mask = True
+        c._wait()
+    if todo:
+        bits = np.empty((len(constraints), constraints[0]._bits.size), dtype=np.int32)
+        _PARALLEL.unsafe_compute_mask_ptr(todo, bits.ctypes.data, bits.shape[1] * 4, len(bits))
+        for _, i in todo:
+            constraints[i]._bits[:] = bits[i]
+    for c, row in zip(constraints, rows):
+        row += _BYTE_MASKS[c._bits.view(np.uint8)].reshape(-1)[: len(row)]
 
 
 class Constraint:

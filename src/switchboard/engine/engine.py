@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from switchboard.engine.beam import BeamState
-from switchboard.engine.constraint import GrammarVocabulary
+from switchboard.engine.constraint import GrammarVocabulary, mask_rows
 from switchboard.engine.model import LlamaModel
 from switchboard.engine.request import (
     EngineError,
@@ -259,13 +259,16 @@ class Engine:
         constrained = [i for i, s in enumerate(seqs) if s.constraint is not None]
         unmasked = {i: logits[i].copy() for i in constrained}
         chosen = self.sampler.sample(logits, [s.sampling for s in seqs])
-        for i in constrained:  # a draw the grammar allows stands; otherwise draw again, masked
-            constraint = seqs[i].constraint
-            assert constraint is not None
-            if not constraint.allows(int(chosen[i])):
-                row = unmasked[i]
-                constraint.mask(row)
-                chosen[i] = self.sampler.sample(row[None, :], [seqs[i].sampling])[0]
+        # A draw the grammar allows stands; the others are drawn again from masked logits.
+        rejected = [
+            i for i in constrained
+            if not seqs[i].constraint.allows(int(chosen[i]))  # type: ignore[union-attr]
+        ]
+        if rejected:
+            rows = np.stack([unmasked[i] for i in rejected])
+            mask_rows([seqs[i].constraint for i in rejected], rows)  # type: ignore[misc]
+            redrawn = self.sampler.sample(rows, [seqs[i].sampling for i in rejected])
+            chosen[rejected] = redrawn
         now = time.monotonic()
         for i, (seq, token) in enumerate(zip(seqs, chosen.tolist())):
             if seq.first_token_at is None:
