@@ -10,7 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
+from typing import Annotated
 
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
 

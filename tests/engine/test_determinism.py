@@ -8,7 +8,6 @@ other sequences' cells exactly, and the engine gives each prompt chunk its own f
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 

@@ -51,7 +51,7 @@ class GrammarVocabulary:
         if is_error:
             raise GrammarError(messages[0] if messages else "invalid grammar")
 
-    def matcher(self, grammar: str) -> "Constraint":
+    def matcher(self, grammar: str) -> Constraint:
         matcher = llguidance.LLMatcher(self.tokenizer, grammar, log_level=0)
         if matcher.is_error():
             raise GrammarError(matcher.get_error())
@@ -72,7 +72,7 @@ _MASK_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="switchboard
 _PARALLEL = llguidance.LLExecutor(num_threads=2)
 
 
-def mask_rows(constraints: list["Constraint"], rows: np.ndarray) -> None:
+def mask_rows(constraints: list[Constraint], rows: np.ndarray) -> None:
     """``Constraint.mask`` for many sequences, computing the missing masks in parallel."""
     todo = [(c._matcher, i) for i, c in enumerate(constraints) if c._pending is None]
     for c in constraints:
@@ -152,7 +152,7 @@ class Constraint:
             self._pending = None
         return self._matcher.get_error() if self._matcher.is_error() else None
 
-    def fork(self) -> "Constraint":
+    def fork(self) -> Constraint:
         if self._pending is not None:
             self._pending.result()
             self._pending = None

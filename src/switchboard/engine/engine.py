@@ -49,7 +49,7 @@ class EngineConfig:
 
 
 class SequenceHandle:
-    def __init__(self, engine: "Engine", seq: Sequence) -> None:
+    def __init__(self, engine: Engine, seq: Sequence) -> None:
         self._engine = engine
         self._seq = seq
 

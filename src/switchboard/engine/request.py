@@ -57,7 +57,7 @@ class GenerationRequest:
     params: SamplingParams
     seed_offset: int = 0  # choice index, so n choices with one seed differ but stay reproducible
     beam: BeamSearchParams | None = None  # beam search instead of sampling: n outputs at the end
-    constraint: "Constraint | None" = None  # grammar the output must follow (one per sequence)
+    constraint: Constraint | None = None  # grammar the output must follow (one per sequence)
 
 
 @dataclass(frozen=True)

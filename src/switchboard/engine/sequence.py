@@ -27,8 +27,8 @@ class BeamGroup:
     sink, handle and timings); it starts as the only beam and may later be dropped as one."""
 
     state: BeamState
-    owner: "Sequence"
-    beams: list["Sequence"] = field(default_factory=list)
+    owner: Sequence
+    beams: list[Sequence] = field(default_factory=list)
     reserved_ids: list[int] = field(default_factory=list)  # slots for beams not yet spawned
 
     @property
@@ -79,7 +79,7 @@ class Sequence:
         """Sequence slots this sequence needs when admitted (a beam search takes its width)."""
         return self.group.width if self.group is not None else 1
 
-    def fork(self) -> "Sequence":
+    def fork(self) -> Sequence:
         """A new beam continuing this one (tokens copied; KV cells are the caller's business)."""
         twin = Sequence(self.request, self.sink, self.sampling.n_vocab, self.max_new_tokens)
         twin.tokens = list(self.tokens)

@@ -175,7 +175,7 @@ class ChatCompletionRequest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _check_combinations(self) -> "ChatCompletionRequest":
+    def _check_combinations(self) -> ChatCompletionRequest:
         if self.top_logprobs and not self.logprobs:
             raise ValueError("top_logprobs requires logprobs to be true")
         if self.best_of is not None and self.best_of < self.n:

@@ -77,7 +77,7 @@ class Usage(BaseModel):
     )
 
     @classmethod
-    def of(cls, prompt: int, completion: int, cached: int = 0) -> "Usage":
+    def of(cls, prompt: int, completion: int, cached: int = 0) -> Usage:
         return cls(
             prompt_tokens=prompt,
             completion_tokens=completion,
