@@ -71,3 +71,11 @@ def test_prefix_cache_follows_flash_attention() -> None:
     assert load_settings({}).use_prefix_cache is True
     assert load_settings({"weights": "original"}).use_prefix_cache is False
     assert load_settings({"prefix_cache": False}).use_prefix_cache is False
+
+
+def test_missing_model_path_stops_the_server_at_start(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "switchboard", "serve", "--model", str(tmp_path / "no.gguf")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2 and "model file not found" in result.stderr

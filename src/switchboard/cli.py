@@ -77,6 +77,9 @@ def serve(settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if settings.model is not None and not settings.model.is_file():
+        print(f"switchboard: model file not found: {settings.model}", file=sys.stderr)
+        return 2
     if (settings.ssl_certfile is None) != (settings.ssl_keyfile is None):
         print("switchboard: --ssl-certfile and --ssl-keyfile go together", file=sys.stderr)
         return 2
