@@ -251,3 +251,20 @@ def test_concurrent_clients_are_batched(server: RunningServer, client: OpenAI) -
         t.join()
     assert results == [48] * 8
     assert peak > 1  # requests ran in one batch, not one after another
+
+
+def test_best_of_keeps_the_most_likely_samples(client: OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, max_tokens=12, n=2, temperature=1.0, seed=5,
+        logprobs=True, extra_body={"best_of": 5},
+    )
+    assert [c.index for c in completion.choices] == [0, 1]
+    sums = [sum(t.logprob for t in c.logprobs.content) for c in completion.choices]  # type: ignore[union-attr]
+    assert sums[0] >= sums[1]  # ranked by cumulative logprob
+    returned = sum(len(c.logprobs.content) for c in completion.choices)  # type: ignore[union-attr]
+    assert completion.usage.completion_tokens > returned  # all 5 samples were generated
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model=MODEL, messages=MESSAGES, n=1, stream=True, extra_body={"best_of": 3}
+        )
+    assert err.value.body["param"] == "best_of"  # type: ignore[index]

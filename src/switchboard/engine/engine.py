@@ -253,7 +253,9 @@ class Engine:
         return tokens, positions, seq_ids, want
 
     def _sample(self, seqs: list[Sequence], logits: np.ndarray) -> None:
-        rows = [i for i, s in enumerate(seqs) if s.params.logprobs]
+        rows = [
+            i for i, s in enumerate(seqs) if s.params.logprobs or s.params.cumulative_logprob
+        ]
         # Reported logprobs come from the raw distribution, before the sampler edits ``logits``.
         raw_logprobs = dict(zip(rows, log_softmax(logits[rows]))) if rows else {}
         constrained = [i for i, s in enumerate(seqs) if s.constraint is not None]
@@ -265,16 +267,18 @@ class Engine:
             if not seqs[i].constraint.allows(int(chosen[i]))  # type: ignore[union-attr]
         ]
         if rejected:
-            rows = np.stack([unmasked[i] for i in rejected])
-            mask_rows([seqs[i].constraint for i in rejected], rows)  # type: ignore[misc]
-            redrawn = self.sampler.sample(rows, [seqs[i].sampling for i in rejected])
-            chosen[rejected] = redrawn
+            masked = np.stack([unmasked[i] for i in rejected])
+            mask_rows([seqs[i].constraint for i in rejected], masked)  # type: ignore[misc]
+            chosen[rejected] = self.sampler.sample(masked, [seqs[i].sampling for i in rejected])
         now = time.monotonic()
         for i, (seq, token) in enumerate(zip(seqs, chosen.tolist())):
             if seq.first_token_at is None:
                 seq.first_token_at = now
             row = raw_logprobs.get(i)
-            self._advance(seq, token, None if row is None else self._logprob(row, token, seq))
+            if row is not None:
+                seq.cumulative_logprob += float(row[token])
+            lp = self._logprob(row, token, seq) if row is not None and seq.params.logprobs else None
+            self._advance(seq, token, lp)
 
     def _logprob(self, row: np.ndarray, token: int, seq: Sequence) -> TokenLogprob:
         special = not seq.params.skip_special_tokens

@@ -35,6 +35,7 @@ class SamplingParams:
     skip_special_tokens: bool = True
     logprobs: bool = False
     top_logprobs: int = 0
+    cumulative_logprob: bool = False  # report the sampled tokens' total logprob (best_of ranking)
 
     @property
     def greedy(self) -> bool:

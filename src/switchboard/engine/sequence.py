@@ -60,6 +60,7 @@ class Sequence:
         self.cached_prefix = 0  # prompt tokens served from the prefix cache
         self.group: BeamGroup | None = None
         self.constraint = request.constraint
+        self.cumulative_logprob = 0.0  # kept when params.cumulative_logprob
         self.status = SequenceStatus.WAITING
         self.cancelled = False
         self.holds_queue_slot = True
@@ -102,6 +103,8 @@ class Sequence:
         out = output or StepOutput()
         out.finish_reason = reason
         out.metrics = self.metrics()
+        if self.params.cumulative_logprob:
+            out.cumulative_logprob = self.cumulative_logprob
         self.status = SequenceStatus.FINISHED
         self.emit(out)
 

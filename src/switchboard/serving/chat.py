@@ -44,6 +44,7 @@ from switchboard.serving.params import (
     Unsupported,
     beam_params,
     check_supported,
+    samples_to_draw,
     sampling_params,
     template_messages,
 )
@@ -117,11 +118,12 @@ class ChatService:
         params = sampling_params(req, self.default_max_tokens)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[int, StepOutput]] = asyncio.Queue()
+        beam = beam_params(req)
         run = ChatRun(
             model=model, request=req, prompt_tokens=len(tokens), queue=queue,
-            expected=req.n, tools=tools, metrics=self.metrics,
+            expected=req.n if beam is not None else samples_to_draw(req), tools=tools,
+            metrics=self.metrics,
         )
-        beam = beam_params(req)
         try:
             if beam is not None:  # one search, n outputs told apart by ``out.choice``
 
@@ -130,7 +132,7 @@ class ChatService:
 
                 gen = GenerationRequest(tokens, params, beam=beam)
                 run.handles.append(model.engine.submit(gen, beam_sink))
-            for index in range(req.n if beam is None else 0):
+            for index in range(samples_to_draw(req) if beam is None else 0):
 
                 def sink(out: StepOutput, index: int = index) -> None:
                     loop.call_soon_threadsafe(queue.put_nowait, (index, out))
@@ -164,7 +166,7 @@ class ChatService:
                 first = grammar.matcher(wanted.grammar)
             except GrammarError as exc:
                 raise Unsupported(wanted.param, f"{wanted.param} cannot be enforced: {exc}") from exc
-            return [first] + [first.fork() for _ in range(req.n - 1)]
+            return [first] + [first.fork() for _ in range(samples_to_draw(req) - 1)]
 
         return await asyncio.to_thread(build)
 
@@ -179,10 +181,11 @@ class ChatService:
                 raise Unsupported("stop_token_ids", f"token id {token} is outside the vocabulary")
 
     async def collect(self, run: ChatRun) -> ChatCompletion:
-        n = run.request.n
-        texts: list[list[str]] = [[] for _ in range(n)]
-        logprobs: list[list[TokenLogprob]] = [[] for _ in range(n)]
-        finish: list[str] = ["stop"] * n
+        drawn = run.expected or run.request.n
+        texts: list[list[str]] = [[] for _ in range(drawn)]
+        logprobs: list[list[TokenLogprob]] = [[] for _ in range(drawn)]
+        finish: list[str] = ["stop"] * drawn
+        score = [0.0] * drawn
         completion_tokens = 0
         cached = 0
         async for index, out in run.outputs():
@@ -191,8 +194,15 @@ class ChatService:
             if out.finished:
                 finish[index] = out.finish_reason or "stop"
                 completion_tokens += out.completion_tokens
+                score[index] = out.cumulative_logprob or 0.0
                 if index == 0:
                     cached = out.cached_tokens
+        n = run.request.n
+        if drawn > n:  # best_of: keep the n samples with the highest cumulative logprob
+            best = sorted(range(drawn), key=lambda i: score[i], reverse=True)[:n]
+            texts = [texts[i] for i in best]
+            logprobs = [logprobs[i] for i in best]
+            finish = [finish[i] for i in best]
         want_logprobs = bool(run.request.logprobs)
         replies = [AssistantReply(content="".join(texts[i])) for i in range(n)]
         if run.tools is not None:

@@ -36,9 +36,9 @@ def check_supported(req: ChatCompletionRequest) -> None:
     if req.use_beam_search:
         _check_beam_search(req)
     else:
-        if req.best_of is not None and req.best_of != req.n:
-            _fail("best_of", "best-of-n selection of samples is not available; it works with "
-                  "use_beam_search")
+        if req.best_of is not None and req.best_of > req.n and req.stream:
+            raise Unsupported("best_of", "best_of > n cannot be streamed: the best n of the "
+                              "best_of samples are only known at the end")
         if req.length_penalty is not None and req.length_penalty != 1.0:
             _fail("length_penalty", "it only applies with use_beam_search")
         if req.early_stopping:
@@ -132,7 +132,15 @@ def sampling_params(req: ChatCompletionRequest, default_max_tokens: int | None) 
         skip_special_tokens=req.skip_special_tokens is not False,
         logprobs=bool(req.logprobs),
         top_logprobs=req.top_logprobs or 0,
+        cumulative_logprob=samples_to_draw(req) > req.n,
     )
+
+
+def samples_to_draw(req: ChatCompletionRequest) -> int:
+    """Sampled sequences to generate: ``best_of`` (the best ``n`` are returned) or ``n``."""
+    if req.use_beam_search:
+        return req.n
+    return max(req.best_of or req.n, req.n)
 
 
 def template_messages(
