@@ -180,6 +180,16 @@ def test_any_gguf_with_model_flag_and_open_server_warning(tmp_path: Path) -> Non
         )
         assert r.status_code == 200 and r.json()["model"] == "my-model.Q4_1"
         assert "no API key configured" in srv.log() and "127.0.0.1" in srv.log()
+        # Default weights (Q8_0, flash attention): the prefix cache serves a repeated prompt.
+        system = {"role": "system", "content": "You answer in French. " * 30}
+        usages = [
+            httpx.post(srv.v1 + "/chat/completions", json={
+                "messages": [system, {"role": "user", "content": question}], "max_tokens": 2,
+            }).json()["usage"]
+            for question in ("Hi", "Hello")
+        ]
+        assert usages[0]["prompt_tokens_details"]["cached_tokens"] == 0
+        assert usages[1]["prompt_tokens_details"]["cached_tokens"] > 100
     finally:
         stop_server(srv)
 
