@@ -188,7 +188,7 @@ def test_any_gguf_with_model_flag_and_open_server_warning(tmp_path: Path) -> Non
             }).json()["usage"]
             for question in ("Hi", "Hello")
         ]
-        assert usages[0]["prompt_tokens_details"]["cached_tokens"] == 0
+        assert usages[0]["prompt_tokens_details"]["cached_tokens"] < 10  # template tokens only
         assert usages[1]["prompt_tokens_details"]["cached_tokens"] > 100
     finally:
         stop_server(srv)
