@@ -76,7 +76,7 @@ def mask_rows(constraints: list[Constraint], rows: np.ndarray) -> None:
     """``Constraint.mask`` for many sequences, computing the missing masks in parallel."""
     todo = [(c._matcher, i) for i, c in enumerate(constraints) if c._pending is None]
     for c in constraints:
-        c._needed_mask = True
+        c._needed_mask = True  # so the next mask is prefetched
         c._wait()
     if todo:
         bits = np.empty((len(constraints), constraints[0]._bits.size), dtype=np.int32)
@@ -118,16 +118,6 @@ class Constraint:
         if self._pending is not None:
             self._pending.result()
             self._pending = None
-
-    def mask(self, row: np.ndarray) -> None:
-        """Set the logits of every token the grammar forbids now to -inf (in place)."""
-        self._needed_mask = True
-        if self._pending is not None:
-            self._pending.result()
-            self._pending = None
-        else:
-            self._compute()
-        row += _BYTE_MASKS[self._bits.view(np.uint8)].reshape(-1)[: len(row)]
 
     def accept(self, token: int) -> bool:
         """Advance past ``token`` and start on the next mask; False if it was not allowed."""

@@ -12,6 +12,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -77,12 +78,12 @@ class Engine:
             share=model.share,
             forget=model.forget,
         )
-        self._inbox: queue.SimpleQueue[tuple[str, Sequence | None]] = queue.SimpleQueue()
+        # ("add" | "cancel", sequence), ("abort", reason) or ("stop", None)
+        self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._queued = 0
         self._queued_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="switchboard-engine", daemon=True)
         self._stopping = False
-        self._abort_reason = ""
         self._thread.start()
 
     # --- public API (any thread) -------------------------------------------------------------
@@ -107,9 +108,8 @@ class Engine:
             self._queued += 1
         seq = Sequence(request, sink, self.model.n_vocab, max_new)
         if request.beam is not None:
-            ends = frozenset(self.model.eog_token_ids) | frozenset(request.params.stop_token_ids)
-            if request.params.ignore_eos:
-                ends = frozenset(request.params.stop_token_ids)
+            eog = () if request.params.ignore_eos else self.model.eog_token_ids
+            ends = frozenset(eog) | frozenset(request.params.stop_token_ids)
             seq.group = BeamGroup(BeamState(request.beam, max_new, ends), owner=seq, beams=[seq])
         self._inbox.put(("add", seq))
         return SequenceHandle(self, seq)
@@ -125,8 +125,7 @@ class Engine:
 
     def abort_all(self, reason: str) -> None:
         """End every queued and running sequence with an error (at the next step)."""
-        self._abort_reason = reason
-        self._inbox.put(("abort", None))
+        self._inbox.put(("abort", reason))
 
     def shutdown(self) -> None:
         self.abort_all("the server is shutting down")
@@ -153,14 +152,14 @@ class Engine:
             return
         while True:
             kind, seq = item
-            if kind == "add" and seq is not None:
+            if kind == "add":
                 if seq.cancelled:
                     self._release_queue_slot(seq)
                 else:
                     self.scheduler.add(seq)
             elif kind == "abort":
-                self._fail_all(self._abort_reason)
-            elif kind == "cancel" and seq is not None:
+                self._fail_all(seq)  # the payload is the reason
+            elif kind == "cancel":
                 self._release_queue_slot(seq)
                 if seq.status is not SequenceStatus.FINISHED:
                     self._release(seq, keep_cache=False)

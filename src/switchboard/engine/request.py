@@ -91,10 +91,6 @@ class RequestMetrics:
     def time_per_output_token(self) -> float:
         return self.decode_time / max(1, self.generated_tokens - 1)
 
-    @property
-    def tokens_per_second(self) -> float:
-        return (self.generated_tokens - 1) / self.decode_time if self.decode_time > 0 else 0.0
-
 
 @dataclass
 class StepOutput:

@@ -56,14 +56,9 @@ def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastA
     if not settings.root_path:
         return api
 
+    # Starlette runs only the outermost app's lifespan; the mounted API shares its state.
     outer = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     outer.state = api.state
-    api.router.lifespan_context = _no_lifespan  # the outer app runs it once
     outer.include_router(health.router, include_in_schema=False)
     outer.mount(settings.root_path, api)
     return outer
-
-
-@asynccontextmanager
-async def _no_lifespan(app: FastAPI) -> AsyncIterator[None]:
-    yield

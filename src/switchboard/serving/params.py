@@ -12,7 +12,7 @@ from typing import Any
 from switchboard.engine.beam import BeamSearchParams
 from switchboard.engine.request import SamplingParams
 from switchboard.protocol.chat import ChatCompletionRequest
-from switchboard.protocol.messages import AudioPart, FilePart, ImagePart
+from switchboard.protocol.messages import AudioPart, FilePart, ImagePart, text_of
 
 
 class Unsupported(ValueError):
@@ -137,7 +137,8 @@ def sampling_params(req: ChatCompletionRequest, default_max_tokens: int | None) 
 
 
 def samples_to_draw(req: ChatCompletionRequest) -> int:
-    """Sampled sequences to generate: ``best_of`` (the best ``n`` are returned) or ``n``."""
+    """Outputs the engine produces: ``best_of`` samples (the best ``n`` are returned), else ``n``
+    (a beam search also yields ``n``)."""
     if req.use_beam_search:
         return req.n
     return max(req.best_of or req.n, req.n)
@@ -154,13 +155,7 @@ def template_messages(
     out: list[dict[str, Any]] = []
     for message in req.messages:
         data = message.model_dump(exclude_none=True)
-        content = getattr(message, "content", None)
-        if isinstance(content, list):
-            data["content"] = "".join(
-                getattr(p, "text", None) or getattr(p, "refusal", None) or "" for p in content
-            )
-        elif content is None:
-            data["content"] = ""
+        data["content"] = text_of(getattr(message, "content", None))
         if data["role"] == "developer":
             data["role"] = "system"
         calls = getattr(message, "tool_calls", None)
