@@ -268,3 +268,14 @@ def test_best_of_keeps_the_most_likely_samples(client: OpenAI) -> None:
             model=MODEL, messages=MESSAGES, n=1, stream=True, extra_body={"best_of": 3}
         )
     assert err.value.body["param"] == "best_of"  # type: ignore[index]
+
+
+def test_continuous_usage_stats_puts_usage_on_every_chunk(client: OpenAI) -> None:
+    chunks = list(client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, max_tokens=5, stream=True,
+        extra_body={"ignore_eos": True},
+        stream_options={"include_usage": True, "continuous_usage_stats": True},  # type: ignore[typeddict-unknown-key]
+    ))
+    counts = [c.usage.completion_tokens for c in chunks]  # type: ignore[union-attr]
+    assert counts == sorted(counts) and counts[-1] == 5
+    assert all(c.usage.prompt_tokens > 0 for c in chunks)  # type: ignore[union-attr]

@@ -8,7 +8,7 @@ either collected into one ``ChatCompletion`` or turned into stream chunks.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from switchboard.engine import GenerationRequest, SequenceHandle, StepOutput
@@ -110,42 +110,50 @@ class ChatService:
         if tools is not None:
             wanted = GrammarRequest("tools", tools.grammar)
         constraints = await self._constraints(req, model, wanted)
-        messages = template_messages(req, render_call if req.tools else None)
-        if tools is not None:
-            with_tools_in_system(messages, tools.functions)
-        prompt = model.template.render(messages, add_generation_prompt=True)
-        tokens = tuple(model.llama.tokenize(prompt))
-        params = sampling_params(req, self.default_max_tokens)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[int, StepOutput]] = asyncio.Queue()
-        beam = beam_params(req)
+        tokens = self._prompt_tokens(req, model, tools)
         run = ChatRun(
-            model=model, request=req, prompt_tokens=len(tokens), queue=queue,
-            expected=req.n if beam is not None else samples_to_draw(req), tools=tools,
-            metrics=self.metrics,
+            model=model, request=req, prompt_tokens=len(tokens), queue=asyncio.Queue(),
+            expected=samples_to_draw(req), tools=tools, metrics=self.metrics,
         )
+        params = sampling_params(req, self.default_max_tokens)
+        beam = beam_params(req)
+        if beam is not None:  # one search; its n outputs are told apart by ``out.choice``
+            jobs = [(None, GenerationRequest(tokens, params, beam=beam))]
+        else:
+            jobs = [
+                (i, GenerationRequest(tokens, params, seed_offset=i,
+                                      constraint=constraints[i] if constraints else None))
+                for i in range(run.expected)
+            ]
         try:
-            if beam is not None:  # one search, n outputs told apart by ``out.choice``
-
-                def beam_sink(out: StepOutput) -> None:
-                    loop.call_soon_threadsafe(queue.put_nowait, (out.choice, out))
-
-                gen = GenerationRequest(tokens, params, beam=beam)
-                run.handles.append(model.engine.submit(gen, beam_sink))
-            for index in range(samples_to_draw(req) if beam is None else 0):
-
-                def sink(out: StepOutput, index: int = index) -> None:
-                    loop.call_soon_threadsafe(queue.put_nowait, (index, out))
-
-                gen = GenerationRequest(
-                    tokens, params, seed_offset=index,
-                    constraint=constraints[index] if constraints else None,
-                )
-                run.handles.append(model.engine.submit(gen, sink))
+            for index, gen in jobs:
+                run.handles.append(model.engine.submit(gen, self._sink(run, index)))
         except Exception:
             run.cancel()
             raise
         return run
+
+    @staticmethod
+    def _prompt_tokens(
+        req: ChatCompletionRequest, model: LocalModel, tools: ToolPlan | None
+    ) -> tuple[int, ...]:
+        messages = template_messages(req, render_call if req.tools else None)
+        if tools is not None:
+            with_tools_in_system(messages, tools.functions)
+        prompt = model.template.render(messages, add_generation_prompt=True)
+        return tuple(model.llama.tokenize(prompt))
+
+    @staticmethod
+    def _sink(run: ChatRun, index: int | None) -> Callable[[StepOutput], None]:
+        """Hand engine outputs (engine thread) to the run's queue (event loop) as (choice, out);
+        ``index`` None takes the choice from the output (beam search)."""
+        loop = asyncio.get_running_loop()
+
+        def sink(out: StepOutput) -> None:
+            choice = out.choice if index is None else index
+            loop.call_soon_threadsafe(run.queue.put_nowait, (choice, out))
+
+        return sink
 
     @staticmethod
     async def _constraints(
@@ -231,9 +239,19 @@ class ChatService:
         )
 
     async def stream(self, run: ChatRun) -> AsyncIterator[ChatCompletionChunk]:
-        """Chunks in OpenAI's order: role, content deltas, finish_reason, optional usage."""
+        """Chunks in OpenAI's order: role, content deltas, finish_reason, optional usage.
 
-        def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
+        With vLLM's ``stream_options.continuous_usage_stats`` every chunk carries usage so far.
+        """
+        n = run.request.n
+        generated = [0] * n  # tokens so far, per choice
+        cached = 0
+        options = run.request.stream_options
+        continuous = bool(options and options.continuous_usage_stats)
+
+        def chunk(choices: list[ChunkChoice], final: bool = False) -> ChatCompletionChunk:
+            usage = Usage.of(run.prompt_tokens, sum(generated), cached) if continuous or final \
+                else None
             return ChatCompletionChunk.model_construct(  # trusted values: skip validation
                 id=run.id,
                 created=run.created,
@@ -243,13 +261,14 @@ class ChatService:
                 system_fingerprint=run.model.fingerprint,
             )
 
-        for i in range(run.request.n):
+        for i in range(n):
             yield chunk([ChunkChoice(index=i, delta=Delta(role="assistant", content=""))])
         want_logprobs = bool(run.request.logprobs)
-        completion_tokens = 0
-        cached = 0
-        calls = [ToolCallStream() for _ in range(run.request.n)] if run.tools else []
+        calls = [ToolCallStream() for _ in range(n)] if run.tools else []
         async for index, out in run.outputs():
+            generated[index] = out.completion_tokens
+            if index == 0:
+                cached = out.cached_tokens
             lp = ChoiceLogprobs(content=_wire_logprobs(out.logprobs)) if want_logprobs else None
             text, call_deltas = calls[index].feed(out.text) if calls else (out.text, [])
             if text or call_deltas or (lp and out.logprobs):
@@ -259,8 +278,6 @@ class ChatService:
                 )
                 yield chunk([ChunkChoice.model_construct(index=index, delta=delta, logprobs=lp)])
             if out.finished:
-                completion_tokens += out.completion_tokens
-                cached = out.cached_tokens if index == 0 else cached
                 reason = out.finish_reason
                 if calls and calls[index].ids and reason == "stop":
                     reason = "tool_calls"
@@ -268,7 +285,7 @@ class ChatService:
                     [ChunkChoice(index=index, delta=Delta(), finish_reason=reason)]  # type: ignore[arg-type]
                 )
         if run.request.include_usage:
-            yield chunk([], Usage.of(run.prompt_tokens, completion_tokens, cached))
+            yield chunk([], final=True)
 
 
 def _wire_logprobs(items: list[TokenLogprob]) -> list[WireTokenLogprob]:
