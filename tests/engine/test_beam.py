@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from switchboard.engine import Engine, EngineConfig, GenerationRequest, LlamaModel, SamplingParams
-from switchboard.engine.beam import BeamSearchParams, BeamState
+from switchboard.engine.beam import BeamSearchParams, BeamState, Hypothesis
 from switchboard.engine.embedded import embedded_model_path
 from switchboard.engine.sampler import log_softmax
 
@@ -56,13 +56,9 @@ def test_max_tokens_finishes_live_beams_with_length() -> None:
 
 
 def test_length_penalty_prefers_longer_when_positive() -> None:
-    short = BeamState(BeamSearchParams(width=2, n=1, length_penalty=0.0), 5, frozenset())
-    long = BeamState(BeamSearchParams(width=2, n=1, length_penalty=2.0), 5, frozenset())
-    from switchboard.engine.beam import Hypothesis
-
-    a, b = Hypothesis([1], -1.0, "stop", 1), Hypothesis([1, 2, 3], -1.5, "stop", 3)
-    assert a.score(short.params.length_penalty) > b.score(short.params.length_penalty)
-    assert b.score(long.params.length_penalty) > a.score(long.params.length_penalty)
+    short, long = Hypothesis([1], -1.0, "stop", 1), Hypothesis([1, 2, 3], -1.5, "stop", 3)
+    assert short.score(0.0) > long.score(0.0)
+    assert long.score(2.0) > short.score(2.0)
 
 
 def test_beams_on_the_model_score_what_they_say(reference: dict) -> None:

@@ -49,3 +49,8 @@ def test_raise_exception_in_template_is_a_render_error() -> None:
     template = ChatTemplate("{{ raise_exception('roles must alternate') }}")
     with pytest.raises(TemplateRenderError, match="roles must alternate"):
         template.render([{"role": "user", "content": "x"}])
+
+
+def test_a_gguf_without_template_gets_chatml() -> None:
+    prompt = ChatTemplate(None).render([{"role": "user", "content": "Hi"}])
+    assert prompt == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"

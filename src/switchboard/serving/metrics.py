@@ -46,39 +46,37 @@ class _EngineGauges(Collector):
 class ServingMetrics:
     def __init__(self, engine_stats: EngineStats) -> None:
         self.registry = CollectorRegistry()
-        labels = ["model_name"]
-        r = self.registry
-        self.ttft = Histogram(
-            "switchboard:time_to_first_token_seconds", "Time to first token.", labels,
-            buckets=LATENCY_BUCKETS, registry=r,
+
+        def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(f"switchboard:{name}", doc, ["model_name"], buckets=buckets,
+                             registry=self.registry)
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(f"switchboard:{name}", doc, ["model_name", *labels],
+                           registry=self.registry)
+
+        self.ttft = histogram(
+            "time_to_first_token_seconds", "Time to first token.", LATENCY_BUCKETS
         )
-        self.tpot = Histogram(
-            "switchboard:time_per_output_token_seconds", "Time per output token after the first.",
-            labels, buckets=TOKEN_BUCKETS, registry=r,
+        self.tpot = histogram(
+            "time_per_output_token_seconds", "Time per output token after the first.",
+            TOKEN_BUCKETS,
         )
-        self.e2e = Histogram(
-            "switchboard:e2e_request_latency_seconds", "Submission to last token.", labels,
-            buckets=LATENCY_BUCKETS, registry=r,
+        self.e2e = histogram(
+            "e2e_request_latency_seconds", "Submission to last token.", LATENCY_BUCKETS
         )
-        self.queue = Histogram(
-            "switchboard:request_queue_time_seconds", "Time waiting before the first step.",
-            labels, buckets=LATENCY_BUCKETS, registry=r,
+        self.queue = histogram(
+            "request_queue_time_seconds", "Time waiting before the first step.", LATENCY_BUCKETS
         )
-        self.prompt_tokens = Counter(
-            "switchboard:prompt_tokens", "Prompt tokens processed.", labels, registry=r
+        self.prompt_tokens = counter("prompt_tokens", "Prompt tokens processed.")
+        self.generation_tokens = counter("generation_tokens", "Tokens generated.")
+        self.cached_tokens = counter(
+            "prefix_cache_hits", "Prompt tokens served from the prefix cache."
         )
-        self.generation_tokens = Counter(
-            "switchboard:generation_tokens", "Tokens generated.", labels, registry=r
+        self.finished = counter(
+            "request_success", "Finished sequences by finish reason.", "finished_reason"
         )
-        self.cached_tokens = Counter(
-            "switchboard:prefix_cache_hits", "Prompt tokens served from the prefix cache.",
-            labels, registry=r,
-        )
-        self.finished = Counter(
-            "switchboard:request_success", "Finished sequences by finish reason.",
-            [*labels, "finished_reason"], registry=r,
-        )
-        r.register(_EngineGauges(engine_stats))
+        self.registry.register(_EngineGauges(engine_stats))
 
     def observe(self, model: str, finish_reason: str, m: RequestMetrics) -> None:
         self.ttft.labels(model).observe(m.time_to_first_token)
