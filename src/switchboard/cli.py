@@ -74,9 +74,14 @@ def serve(settings: Settings) -> int:
 
     from switchboard.http import create_app
 
+    from switchboard.http.request_id import RequestIdLogFilter
+
     logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdLogFilter())
     if settings.model is not None and not settings.model.is_file():
         print(f"switchboard: model file not found: {settings.model}", file=sys.stderr)
         return 2

@@ -12,7 +12,10 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing import Annotated
 
+from switchboard.gateway.config import GatewayConfig
+
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
+GATEWAY_KEYS = ("secrets", "deployments", "models")
 
 
 def _default_cache_dir() -> Path:
@@ -72,6 +75,9 @@ class Settings(BaseSettings):
     )
     log_level: str = "info"
 
+    # Gateway: the config file's top-level `secrets`, `deployments` and `models`.
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
@@ -113,6 +119,21 @@ class Settings(BaseSettings):
     def threads(self) -> int:
         return self.n_threads or max(1, os.cpu_count() or 1)
 
+    @property
+    def routing(self) -> GatewayConfig:
+        """The gateway config with the server's own model filled in when none is configured."""
+        return self.gateway.with_defaults(self.served_model_id, self.model)
+
+    def secret_values(self) -> dict[str, str]:
+        """Every configured secret's value (resolved from the environment at start)."""
+        values = {}
+        for name, source in self.gateway.secrets.items():
+            if source.value is not None:
+                values[name] = source.value.get_secret_value()
+            else:
+                values[name] = os.environ[source.env or ""]
+        return values
+
 
 def load_settings(cli: dict[str, Any]) -> Settings:
     """Build the settings from CLI values (``None`` = not given), the environment and the config."""
@@ -125,7 +146,11 @@ def load_settings(cli: dict[str, Any]) -> Settings:
         file_values = {
             k: v for k, v in file_values.items() if f"SWITCHBOARD_{k.upper()}" not in os.environ
         }
-    return Settings(**{**file_values, **given})
+    settings = Settings(**{**file_values, **given})
+    for name, source in settings.gateway.secrets.items():
+        if source.env is not None and source.env not in os.environ:
+            raise ValueError(f"secret {name!r} reads ${source.env}, which is not set")
+    return settings
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -137,5 +162,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ValueError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"config file {path} must hold a mapping of settings")
+    gateway = {k: data.pop(k) for k in GATEWAY_KEYS if k in data}
     server = data.get("server", data)
-    return {str(k).replace("-", "_"): v for k, v in server.items()}
+    values = {str(k).replace("-", "_"): v for k, v in server.items()}
+    if gateway:
+        values["gateway"] = gateway
+    return values

@@ -16,7 +16,7 @@ from switchboard.http import create_app
 from switchboard.http.errors import to_api_error
 from switchboard.http.sse import sse_stream
 from switchboard.protocol import ChatCompletionRequest
-from switchboard.protocol.responses import Delta
+from switchboard.gateway.providers.base import StreamEvent
 from switchboard.serving import ChatRun
 from switchboard.serving import ModelCatalog
 from switchboard.settings import Settings
@@ -42,7 +42,7 @@ def wait_idle(server: RunningServer, timeout: float = 5.0) -> bool:
 
 def test_health_needs_no_key_and_docs_exist(server: RunningServer) -> None:
     r = httpx.get(server.base + "/health")
-    assert r.status_code == 200 and r.json()["status"] == "ok"
+    assert r.status_code == 200 and r.json()["status"] == "healthy"
     assert httpx.get(server.base + "/docs").status_code == 200
     spec = httpx.get(server.base + "/openapi.json").json()
     assert "/v1/chat/completions" in spec["paths"]
@@ -100,16 +100,19 @@ def test_error_after_stream_started_is_sent_in_band() -> None:
         run.cancel = lambda: None  # type: ignore[method-assign]
         closed = []
 
+        async def close() -> None:
+            closed.append(True)
+
         async def chunks():  # what ChatService.stream yields, reduced to text
             async for _, out in run.outputs():
-                yield Delta(content=out.text)
+                yield StreamEvent({"content": out.text})
 
         await queue.put((0, StepOutput(text="Once")))
         await queue.put((0, StepOutput(finish_reason="error", error="simulated failure")))
         frames = [
             f async for f in sse_stream(
                 chunks(), on_error=lambda e: to_api_error(e).body(),
-                on_close=lambda: closed.append(True),
+                on_close=close,
             )
         ]
         return frames, bool(closed)

@@ -13,9 +13,11 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from switchboard import __version__
+from switchboard.gateway.assembly import build_router
 from switchboard.http.auth import KeyChecker
 from switchboard.http.errors import install_error_handlers
-from switchboard.http.routes import chat, health, metrics, models
+from switchboard.http.request_id import RequestIdMiddleware
+from switchboard.http.routes import chat, health, llmstudio, metrics, models
 from switchboard.serving import ChatService, ModelCatalog, ServingMetrics
 from switchboard.settings import Settings
 
@@ -36,6 +38,7 @@ def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastA
             yield
         finally:
             loading.cancel()
+            await api.state.router.close()
             await asyncio.to_thread(catalog.close)
 
     api = FastAPI(
@@ -48,11 +51,14 @@ def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastA
     api.state.catalog = catalog
     api.state.metrics = ServingMetrics(catalog.engine_stats)
     api.state.chat = ChatService(catalog, settings.default_max_tokens, api.state.metrics)
+    api.state.router = build_router(settings, api.state.chat, catalog, api.state.metrics.registry)
     install_error_handlers(api)
+    api.add_middleware(RequestIdMiddleware)
     api.include_router(health.router)
     api.include_router(metrics.router)
     api.include_router(chat.router, dependencies=[Depends(keys)])
     api.include_router(models.router, dependencies=[Depends(keys)])
+    api.include_router(llmstudio.router, dependencies=[Depends(keys)])
     if not settings.root_path:
         return api
 
@@ -60,5 +66,6 @@ def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastA
     outer = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     outer.state = api.state
     outer.include_router(health.router, include_in_schema=False)
+    outer.add_middleware(RequestIdMiddleware)
     outer.mount(settings.root_path, api)
     return outer

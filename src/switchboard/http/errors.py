@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from switchboard.engine import EngineError, EngineOverloaded, PromptTooLong, TemplateRenderError
+from switchboard.gateway.providers.base import UpstreamFailure
 from switchboard.serving import GenerationFailed, ModelNotFound, ModelsLoading, Unsupported
 
 log = logging.getLogger(__name__)
@@ -82,10 +83,43 @@ def to_api_error(exc: Exception) -> APIError:
         )
     if isinstance(exc, EngineError):
         return APIError(400, str(exc))
+    if isinstance(exc, UpstreamFailure):
+        return _upstream_error(exc)
     if isinstance(exc, GenerationFailed):
         return APIError(500, str(exc), type="server_error", code="generation_failed")
     log.exception("unexpected error", exc_info=exc)
     return APIError(500, "internal server error", type="server_error")
+
+
+_GATEWAY_STATUS = {"timeout": 504, "stall": 504}
+
+
+def _upstream_error(exc: UpstreamFailure) -> APIError:
+    """An upstream's own 4xx passes through; transport failures are 502/504; 429 and overload
+    keep their status with ``Retry-After``. Upstream credential errors are ours (502)."""
+    headers = {}
+    if exc.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+    upstream = (exc.body or {}).get("error") if isinstance(exc.body, dict) else None
+    upstream = upstream if isinstance(upstream, dict) else {}
+    if exc.kind == "client_error" and exc.status not in (None, 401, 403):
+        return APIError(
+            exc.status or 400,
+            str(upstream.get("message") or exc.message),
+            type=str(upstream.get("type") or "invalid_request_error"),
+            param=upstream.get("param"),
+            code=upstream.get("code"),
+        )
+    if exc.kind in ("rate_limited", "overloaded"):
+        return APIError(exc.status or 503, exc.message, type="server_overloaded",
+                        code="rate_limited" if exc.kind == "rate_limited" else "server_overloaded",
+                        headers=headers or {"Retry-After": "1"})
+    if exc.kind == "client_error":
+        return APIError(502, f"the upstream provider refused our credentials: {exc.message}",
+                        type="upstream_error", code="upstream_auth_failed")
+    status = _GATEWAY_STATUS.get(exc.kind, 502)
+    return APIError(status, f"upstream {exc.kind.replace('_', ' ')}: {exc.message}",
+                    type="upstream_error", code=f"upstream_{exc.kind}", headers=headers)
 
 
 def _first_param(errors: list[dict[str, Any]]) -> str | None:
@@ -140,6 +174,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(APIError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
-    for known in (ModelNotFound, ModelsLoading, Unsupported, EngineError, TemplateRenderError):
+    for known in (ModelNotFound, ModelsLoading, Unsupported, EngineError, TemplateRenderError,
+                  UpstreamFailure):
         app.add_exception_handler(known, _unexpected)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,5 +1,6 @@
-"""The models this server serves: loads them (in the background, so ``/health`` can say 503 while
-loading) and looks them up by public id."""
+"""The local models this server runs: one per GGUF file named by a local deployment (loaded in
+the background, so ``/health`` can say 503 while loading), looked up by deployment id. Deployments
+of the same file share one engine."""
 
 from __future__ import annotations
 
@@ -48,31 +49,42 @@ class LocalModel:
 class ModelCatalog:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.default_id = settings.served_model_id
-        self._models: dict[str, LocalModel] = {}
+        self.deployments = [d for d in settings.routing.deployments if d.provider == "local"]
+        self.default_id = self.deployments[0].id if self.deployments else None
+        self._models: dict[str, LocalModel] = {}  # deployment id -> model
         self.load_error: str | None = None
         self.loaded_at: float | None = None
         self._started = time.monotonic()
 
     @property
     def ready(self) -> bool:
-        return bool(self._models)
+        return len(self._models) == len(self.deployments)
 
     async def load(self) -> None:
-        """Load every configured model off the event loop."""
-        try:
-            model = await asyncio.to_thread(self._load_local, self.settings)
-        except Exception as exc:  # reported by /health, never silently
-            log.error("model failed to load: %s", exc)
-            self.load_error = str(exc)
-            return
-        self._models[model.id] = model
+        """Load every local deployment's model off the event loop."""
+        by_path: dict[Path, LocalModel] = {}
+        for dep in self.deployments:
+            source = dep.path or self.settings.model or embedded_model_path()
+            public_id = dep.model or (
+                dep.path.name.removesuffix(".gguf") if dep.path else self.settings.served_model_id
+            )
+            try:
+                if source.resolve() not in by_path:
+                    by_path[source.resolve()] = await asyncio.to_thread(
+                        self._load_local, self.settings, source, public_id
+                    )
+            except Exception as exc:  # reported by /health, never silently
+                log.error("model %s failed to load: %s", dep.id, exc)
+                self.load_error = str(exc)
+                return
+            self._models[dep.id] = by_path[source.resolve()]
         self.loaded_at = time.monotonic()
-        log.info("model %s ready in %.2f s", model.id, self.loaded_at - self._started)
+        for dep_id, model in self._models.items():
+            log.info("deployment %s (%s) ready in %.2f s", dep_id, model.id,
+                     self.loaded_at - self._started)
 
     @staticmethod
-    def _load_local(settings: Settings) -> LocalModel:
-        source: Path = settings.model or embedded_model_path()
+    def _load_local(settings: Settings, source: Path, public_id: str) -> LocalModel:
         path = prepare_weights(source, settings.weights, settings.cache_dir, settings.threads)
         config = EngineConfig(
             max_sequences=settings.max_sequences,
@@ -91,7 +103,7 @@ class ModelCatalog:
         template = ChatTemplate(info.chat_template, info.bos_token, info.eos_token)
         digest = hashlib.sha256(f"{path.name}:{info.size_bytes}:{__version__}".encode())
         return LocalModel(
-            id=settings.served_model_id,
+            id=public_id,
             created=int(source.stat().st_mtime),
             llama=llama,
             engine=engine,
@@ -99,21 +111,24 @@ class ModelCatalog:
             fingerprint="fp_" + digest.hexdigest()[:10],
         )
 
-    def get(self, model_id: str | None) -> LocalModel:
-        if not self._models:
-            raise ModelsLoading(self.load_error or "the model is still loading")
-        model = self._models.get(model_id or self.default_id)
+    def get(self, deployment_id: str | None) -> LocalModel:
+        """The model of a local deployment (``None``: the first one)."""
+        key = deployment_id or self.default_id
+        model = self._models.get(key or "")
         if model is None:
-            raise ModelNotFound(model_id or "")
+            if any(d.id == key for d in self.deployments):
+                raise ModelsLoading(self.load_error or "the model is still loading")
+            raise ModelNotFound(deployment_id or "")
         return model
 
     def engine_stats(self) -> dict[str, dict[str, int]]:
-        return {model.id: model.engine.stats() for model in self._models.values()}
+        return {model.id: model.engine.stats() for model in self.list()}
 
     def list(self) -> list[LocalModel]:
-        return list(self._models.values())
+        unique: dict[int, LocalModel] = {id(m): m for m in self._models.values()}
+        return list(unique.values())
 
     def close(self) -> None:
-        for model in self._models.values():
+        for model in self.list():
             model.engine.shutdown()
         self._models.clear()

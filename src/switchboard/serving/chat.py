@@ -8,6 +8,7 @@ either collected into one ``ChatCompletion`` or turned into stream chunks.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -68,6 +69,8 @@ class ChatRun:
     metrics: ServingMetrics | None = None
     id: str = field(default_factory=completion_id)
     created: int = field(default_factory=now)
+    started_at: float = field(default_factory=time.perf_counter)
+    first_output_at: float | None = None  # when the first token arrived
 
     def cancel(self) -> None:
         for handle in self.handles:
@@ -78,6 +81,8 @@ class ChatRun:
         remaining = self.expected or len(self.handles)
         while remaining:
             index, out = await self.queue.get()
+            if self.first_output_at is None:
+                self.first_output_at = time.perf_counter()
             if out.finish_reason == "error":
                 self.cancel()
                 raise GenerationFailed(out.error or "generation failed")
@@ -99,7 +104,8 @@ class ChatService:
         self.default_max_tokens = default_max_tokens
         self.metrics = metrics
 
-    async def start(self, req: ChatCompletionRequest) -> ChatRun:
+    async def start(self, req: ChatCompletionRequest, lane: str | None = None) -> ChatRun:
+        """``lane`` names the deployment, for engines that keep capacity for dedicated ones."""
         model = self.catalog.get(req.model)
         check_supported(req)
         self._check_token_ids(req, model)

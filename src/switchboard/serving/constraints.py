@@ -32,7 +32,7 @@ class GrammarRequest:
 
 
 def requested_grammar(req: ChatCompletionRequest) -> GrammarRequest | None:
-    found = _constraints(req)
+    found = requested_constraints(req)
     if not found:
         return None
     if len(found) > 1:
@@ -42,7 +42,7 @@ def requested_grammar(req: ChatCompletionRequest) -> GrammarRequest | None:
     return GrammarRequest(param, _compile(param, kind, value))
 
 
-def _constraints(req: ChatCompletionRequest) -> list[tuple[str, str, Any]]:
+def requested_constraints(req: ChatCompletionRequest) -> list[tuple[str, str, Any]]:
     found: list[tuple[str, str, Any]] = []
     if req.guided_json is not None:
         found.append(("guided_json", "json", req.guided_json))

@@ -1,26 +1,32 @@
-"""``POST /v1/chat/completions`` (also at ``/chat/completions``): translate, run, respond."""
+"""``POST /v1/chat/completions`` (also at ``/chat/completions`` and, for dedicated deployments,
+``/deployments/{id}/v1/chat/completions``): validate, hand to the router, respond."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
+import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
+from switchboard.gateway.router import Answer, ProviderRouter
 from switchboard.http.errors import to_api_error
 from switchboard.http.sse import sse_stream
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.protocol.responses import ChatCompletion, ErrorResponse, ValidationErrorResponse
-from switchboard.serving import ChatRun, ChatService
 
 IGNORED_HEADER = "x-switchboard-ignored-params"
+DEPLOYMENT_HEADER = "x-switchboard-deployment"
+T = TypeVar("T")
 
 router = APIRouter(tags=["chat"])
 
 _responses: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "A chat completion, or an SSE stream of chunks when `stream` is true.",
+        "description": "A chat completion (with a `metrics` object), or an SSE stream of chunks "
+        "when `stream` is true.",
         "content": {"text/event-stream": {}},
     },
     400: {"model": ErrorResponse},
@@ -28,7 +34,9 @@ _responses: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse},
     422: {"model": ValidationErrorResponse},
     429: {"model": ErrorResponse},
+    502: {"model": ErrorResponse},
     503: {"model": ErrorResponse},
+    504: {"model": ErrorResponse},
 }
 
 
@@ -40,49 +48,66 @@ _responses: dict[int | str, dict[str, Any]] = {
 )
 @router.post("/chat/completions", response_model=ChatCompletion, include_in_schema=False)
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
-    service: ChatService = request.app.state.chat
+    return await complete(body, request)
+
+
+@router.post(
+    "/deployments/{deployment_id}/v1/chat/completions",
+    response_model=ChatCompletion,
+    responses=_responses,
+    summary="Create a chat completion on one dedicated deployment",
+)
+@router.post(
+    "/deployments/{deployment_id}/chat/completions", response_model=ChatCompletion,
+    include_in_schema=False,
+)
+async def create_dedicated_completion(
+    deployment_id: str, body: ChatCompletionRequest, request: Request
+) -> Response:
+    return await complete(body, request, deployment_id)
+
+
+async def complete(
+    body: ChatCompletionRequest, request: Request, deployment: str | None = None
+) -> Response:
+    gateway: ProviderRouter = request.app.state.router
+    raw = await request.json()
     headers = {}
     if body.ignored_params:
         headers[IGNORED_HEADER] = ",".join(body.ignored_params)
     try:
-        run = await service.start(body)
+        if body.stream:
+            stream = await gateway.stream(body, raw, deployment, include_usage=body.include_usage)
+        else:
+            answer = await until_disconnected(gateway.complete(body, raw, deployment), request)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
         error = to_api_error(exc)
         error.headers.update(headers)
         return error.response()
     if body.stream:
-        stream = sse_stream(
-            service.stream(run),
-            on_error=lambda exc: to_api_error(exc).body(),
-            on_close=run.cancel,
-        )
-        headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
-    completion = await _collect_unless_disconnected(service, run, request)
-    if completion is None:
+        headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+                        DEPLOYMENT_HEADER: stream.deployment.id})
+        frames = sse_stream(stream, lambda exc: to_api_error(exc).body(), stream.aclose)
+        return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
+    if answer is None:
         return Response(status_code=499)
-    if isinstance(completion, Exception):
-        error = to_api_error(completion)
-        error.headers.update(headers)
-        return error.response()
-    return JSONResponse(completion.model_dump(mode="json"), headers=headers)
+    headers[DEPLOYMENT_HEADER] = answer.deployment.id
+    return Response(orjson.dumps(answer.completion), media_type="application/json",
+                    headers=headers)
 
 
-async def _collect_unless_disconnected(
-    service: ChatService, run: ChatRun, request: Request
-) -> ChatCompletion | Exception | None:
-    """Collect the completion; if the client goes away first, cancel it and return ``None``."""
-    work = asyncio.ensure_future(service.collect(run))
+async def until_disconnected(work: Awaitable[T], request: Request) -> T | None:
+    """Await ``work``; if the client goes away first, cancel it (freeing its sequences or its
+    upstream connection) and return ``None``."""
+    task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_wait_disconnect(request))
     try:
-        done, _ = await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watcher.cancel()
-    if work in done:
-        exc = work.exception()
-        return exc if isinstance(exc, Exception) else work.result()
-    work.cancel()
-    run.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
     return None
 
 
@@ -91,3 +116,6 @@ async def _wait_disconnect(request: Request) -> None:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             return
+
+
+__all__ = ["Answer", "complete", "router", "until_disconnected"]

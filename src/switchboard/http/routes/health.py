@@ -1,10 +1,14 @@
-"""``GET /health``: 200 once the models are loaded, 503 with an error body before. No key."""
+"""``GET /health``: 200 ``{"status": "healthy"}`` (LLMstudio's check) once the local models are
+loaded, with engine and deployment state; 503 with an error body before. No key."""
 
 from __future__ import annotations
+
+import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from switchboard.gateway.router import ProviderRouter
 from switchboard.http.errors import APIError
 from switchboard.serving import ModelCatalog
 
@@ -25,4 +29,10 @@ async def health(request: Request) -> JSONResponse:
         )
         return error.response()
     models = {m.id: m.engine.stats() for m in catalog.list()}
-    return JSONResponse({"status": "ok", "models": models})
+    gateway: ProviderRouter = request.app.state.router
+    now = time.monotonic()
+    deployments = {
+        d.id: {"provider": d.kind, "in_flight": d.in_flight, "cooling_down": d.cooling(now)}
+        for d in gateway.deployments.values()
+    }
+    return JSONResponse({"status": "healthy", "models": models, "deployments": deployments})

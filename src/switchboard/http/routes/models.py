@@ -1,24 +1,41 @@
-"""``GET /v1/models`` and ``GET /v1/models/{id}``."""
+"""``GET /v1/models`` and ``GET /v1/models/{id}``: the public model names (aliases resolve)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from switchboard.gateway.config import ModelRoute
+from switchboard.gateway.router import ProviderRouter
 from switchboard.protocol.responses import ErrorResponse, ModelCard, ModelList
-from switchboard.serving import LocalModel, ModelCatalog
+from switchboard.serving import ModelCatalog
 
 router = APIRouter(tags=["models"])
 
 
-def _card(model: LocalModel) -> ModelCard:
-    return ModelCard(id=model.id, created=model.created, context_length=model.context_length)
+def _card(route: ModelRoute, request: Request, name: str | None = None) -> ModelCard:
+    """A model's card; a model served locally tells its context length and file time."""
+    gateway: ProviderRouter = request.app.state.router
+    catalog: ModelCatalog = request.app.state.catalog
+    created, context = gateway.created, None
+    for dep_id in route.deployments:
+        if gateway.deployments[dep_id].kind == "local":
+            try:
+                local = catalog.get(dep_id)
+            except LookupError:
+                continue
+            except RuntimeError:  # still loading
+                continue
+            created, context = local.created, local.context_length
+            break
+    return ModelCard(id=name or route.name, created=created, owned_by=route.owned_by,
+                     context_length=context)
 
 
 @router.get("/v1/models", response_model=ModelList, summary="List models")
 @router.get("/models", response_model=ModelList, include_in_schema=False)
 async def list_models(request: Request) -> ModelList:
-    catalog: ModelCatalog = request.app.state.catalog
-    return ModelList(data=[_card(m) for m in catalog.list()])
+    gateway: ProviderRouter = request.app.state.router
+    return ModelList(data=[_card(route, request) for route in gateway.config.models])
 
 
 @router.get(
@@ -29,5 +46,5 @@ async def list_models(request: Request) -> ModelList:
 )
 @router.get("/models/{model_id:path}", response_model=ModelCard, include_in_schema=False)
 async def get_model(model_id: str, request: Request) -> ModelCard:
-    catalog: ModelCatalog = request.app.state.catalog
-    return _card(catalog.get(model_id))
+    gateway: ProviderRouter = request.app.state.router
+    return _card(gateway.resolve(model_id), request, model_id)

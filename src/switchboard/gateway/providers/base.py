@@ -1,0 +1,92 @@
+"""What every provider (the local engine, an OpenAI-compatible server, Anthropic) implements, and
+the one error type the router reasons about.
+
+A provider takes a ``Call`` and returns OpenAI chat-completion dicts: one whole completion, or an
+``UpstreamStream`` of chunk dicts (SSE bytes pass through untouched where the provider already
+speaks OpenAI's wire format). ``UpstreamFailure.retryable`` tells the router whether another
+attempt (same or another deployment) may succeed; it is only ever raised before the first chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from switchboard.protocol.chat import ChatCompletionRequest
+
+FailureKind = Literal[
+    "connect", "timeout", "stall", "reset", "rate_limited", "server_error", "client_error",
+    "overloaded", "bad_response",
+]
+RETRYABLE: frozenset[str] = frozenset(
+    {"connect", "timeout", "stall", "reset", "rate_limited", "server_error", "overloaded"}
+)
+
+
+class UpstreamFailure(Exception):
+    """A deployment could not answer. ``status``/``body`` hold the upstream's own error, if any."""
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        message: str,
+        status: int | None = None,
+        body: dict[str, Any] | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.body = body
+        self.retry_after_s = retry_after_s
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in RETRYABLE
+
+
+@dataclass
+class Call:
+    """One attempt's input: the validated request and the client's raw JSON body."""
+
+    request: ChatCompletionRequest
+    body: dict[str, Any]
+    api_key: str | None = None  # from `api_key_ref`, overrides the deployment's key
+    want_usage: bool = True  # ask the upstream for usage (streams: include_usage)
+
+
+@dataclass
+class StreamEvent:
+    """One streamed chunk: its parsed form, and the exact bytes to forward (None = re-serialize)."""
+
+    chunk: dict[str, Any]
+    raw: bytes | None = None
+
+
+@dataclass
+class ProviderResult:
+    """A whole completion plus what only the provider knows (local time to first token)."""
+
+    completion: dict[str, Any]
+    time_to_first_token_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class UpstreamStream(Protocol):
+    def __aiter__(self) -> AsyncIterator[StreamEvent]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Provider(Protocol):
+    """One deployment's way to answer chat completions."""
+
+    async def complete(self, call: Call) -> ProviderResult: ...
+
+    async def stream(self, call: Call) -> UpstreamStream:
+        """Open the stream; raise ``UpstreamFailure`` if it cannot start."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,151 @@
+"""Any server that speaks OpenAI's chat-completions API: vLLM, llama.cpp's server, Ollama, OpenAI,
+Telnyx, Ektos, Telkom (``x-api-key``), another Switchboard.
+
+The client's JSON body is forwarded with the upstream's model name, the constraint spelled in the
+upstream's dialect and, for streams, ``stream_options.include_usage`` switched on. SSE events are
+forwarded as the upstream's own bytes; each is parsed once (orjson) so usage can be read. One
+pooled aiohttp session per deployment, kept alive across requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from switchboard.gateway.config import DeploymentConfig
+from switchboard.gateway.providers.base import (
+    Call,
+    ProviderResult,
+    StreamEvent,
+    UpstreamFailure,
+)
+from switchboard.gateway.providers.dialects import translate_constraint
+from switchboard.gateway.providers.transport import (
+    new_session,
+    status_failure,
+    sse_payloads,
+    transport_failure,
+)
+
+# Our own request fields that mean nothing upstream.
+LOCAL_ONLY_FIELDS = ("api_key_ref", "session_id")
+
+
+class OpenAICompatibleProvider:
+    def __init__(self, config: DeploymentConfig, api_key: str | None) -> None:
+        self.config = config
+        self._api_key = api_key
+        self._url = f"{config.base_url}/chat/completions"
+        self._session: aiohttp.ClientSession | None = None
+        self._complete_timeout = aiohttp.ClientTimeout(
+            total=config.timeout_s, sock_connect=config.connect_timeout_s
+        )
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=config.connect_timeout_s, sock_read=config.stall_timeout_s
+        )
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = new_session(self.config.max_connections)
+        return self._session
+
+    def headers(self, call: Call) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", **self.config.headers}
+        key = call.api_key or self._api_key
+        if key:
+            if self.config.auth == "x-api-key":
+                headers["x-api-key"] = key
+            else:
+                headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def payload(self, call: Call, stream: bool) -> bytes:
+        body = dict(call.body)
+        for name in LOCAL_ONLY_FIELDS:
+            body.pop(name, None)
+        body["model"] = self.config.model
+        translate_constraint(body, call.request, self.config.dialect)
+        if stream:
+            body["stream"] = True
+            options = dict(body.get("stream_options") or {})
+            options["include_usage"] = True
+            body["stream_options"] = options
+        else:
+            body.pop("stream_options", None)
+            body["stream"] = False
+        return orjson.dumps(body)
+
+    async def complete(self, call: Call) -> ProviderResult:
+        data = self.payload(call, stream=False)
+        try:
+            async with self._client().post(
+                self._url, data=data, headers=self.headers(call), timeout=self._complete_timeout
+            ) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise status_failure(resp.status, raw, resp.headers)
+        except aiohttp.ClientError as exc:
+            raise transport_failure(exc) from exc
+        except TimeoutError as exc:
+            raise UpstreamFailure("timeout", f"no answer within {self.config.timeout_s:g} s") from exc
+        try:
+            completion = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamFailure("bad_response", "the upstream answered with invalid JSON") from exc
+        if not isinstance(completion, dict) or "choices" not in completion:
+            raise UpstreamFailure("bad_response", "the upstream's answer is not a chat completion")
+        return ProviderResult(completion)
+
+    async def stream(self, call: Call) -> SSEStream:
+        data = self.payload(call, stream=True)
+        try:
+            resp = await self._client().post(
+                self._url, data=data, headers=self.headers(call), timeout=self._stream_timeout
+            )
+        except aiohttp.ClientError as exc:
+            raise transport_failure(exc) from exc
+        except TimeoutError as exc:
+            raise UpstreamFailure("stall", "the upstream did not answer in time") from exc
+        if resp.status != 200:
+            try:
+                raw = await resp.read()
+            except (aiohttp.ClientError, TimeoutError):
+                raw = b""
+            resp.release()
+            raise status_failure(resp.status, raw, resp.headers)
+        return SSEStream(resp, self.config.stall_timeout_s)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class SSEStream:
+    """The upstream's SSE events as ``StreamEvent``s, raw bytes kept for forwarding."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, stall_timeout_s: float) -> None:
+        self._resp = resp
+        self._stall = stall_timeout_s
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[StreamEvent]:
+        async for payload in sse_payloads(self._resp, self._stall):
+            yield _event(payload)
+
+    async def aclose(self) -> None:
+        self._resp.close()
+
+
+def _event(payload: bytes) -> StreamEvent:
+    try:
+        chunk = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamFailure("bad_response", "the upstream sent an invalid stream event") from exc
+    if not isinstance(chunk, dict):
+        raise UpstreamFailure("bad_response", "the upstream sent an invalid stream event")
+    return StreamEvent(chunk, b"data: " + payload + b"\n\n")

@@ -1,0 +1,414 @@
+"""``ProviderRouter``: from a public model name to an answer, across deployments and fallbacks.
+
+For each request: resolve the model (name or alias), pick a deployment by the model's strategy
+(weighted round-robin, least busy, lowest latency), and try it. A retryable failure (connect
+error, timeout, reset, 429, 5xx, local queue full) before the first byte reaches the client is
+retried, on another deployment when there is one, with exponential backoff (or the upstream's
+``Retry-After``) when the same one is tried again; after the model's retries its ``fallbacks`` are
+tried in order. Failing deployments cool down for a while and come back on their own. Streams
+pass through event by event; usage, timing and cost are measured on every answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from switchboard.gateway.accounting import (
+    RequestClock,
+    Tokenize,
+    UsageCounter,
+    response_metrics,
+)
+from switchboard.gateway.config import DeploymentConfig, GatewayConfig, ModelRoute, Price
+from switchboard.gateway.providers.base import (
+    Call,
+    Provider,
+    StreamEvent,
+    UpstreamFailure,
+    UpstreamStream,
+)
+from switchboard.gateway.telemetry import GatewayTelemetry
+from switchboard.protocol.chat import ChatCompletionRequest
+from switchboard.serving import ModelNotFound, Unsupported
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_WAIT_S = 5.0  # a longer Retry-After moves on instead of waiting
+LATENCY_SMOOTHING = 0.3
+
+
+@dataclass
+class Deployment:
+    """A configured deployment, its provider and its live health."""
+
+    config: DeploymentConfig
+    provider: Provider
+    price: Price | None = None
+    in_flight: int = 0
+    latency_s: float | None = None  # moving average of time to first token
+    failures: int = 0  # consecutive
+    cooldown_until: float = 0.0
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def kind(self) -> str:
+        return self.config.provider
+
+    def cooling(self, now: float) -> bool:
+        return now < self.cooldown_until
+
+
+@dataclass
+class Answer:
+    """A whole completion (``metrics`` included) and where it came from."""
+
+    completion: dict[str, Any]
+    deployment: Deployment
+    route: ModelRoute | None
+
+
+@dataclass
+class _Attempts:
+    """What one request has tried so far."""
+
+    tried: list[str] = field(default_factory=list)
+    last: UpstreamFailure | None = None
+
+
+class ProviderRouter:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        providers: dict[str, Provider],
+        telemetry: GatewayTelemetry,
+        tokenize: Tokenize | None = None,
+        secrets: dict[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.telemetry = telemetry
+        self.tokenize = tokenize
+        self._secrets = secrets or {}
+        self.deployments = {
+            d.id: Deployment(d, providers[d.id], d.price) for d in config.deployments
+        }
+        self.routes: dict[str, ModelRoute] = {}
+        for route in config.models:
+            for name in (route.name, *route.aliases):
+                self.routes[name] = route
+        self._rr: dict[str, dict[str, float]] = {}  # smooth weighted round-robin state per route
+        self.created = int(time.time())
+
+    # -- lookup -------------------------------------------------------------------------------
+
+    def resolve(self, name: str | None) -> ModelRoute:
+        if not name:
+            if not self.config.models:
+                raise ModelNotFound("")
+            return self.config.models[0]
+        route = self.routes.get(name)
+        if route is None:
+            raise ModelNotFound(name)
+        return route
+
+    def dedicated(self, deployment_id: str) -> Deployment:
+        dep = self.deployments.get(deployment_id)
+        if dep is None or not dep.config.dedicated:
+            raise ModelNotFound(f"deployments/{deployment_id}")
+        return dep
+
+    def route_of(self, dep: Deployment) -> ModelRoute | None:
+        return next((r for r in self.config.models if dep.id in r.deployments), None)
+
+    def _call(self, request: ChatCompletionRequest, body: dict[str, Any], dep: Deployment) -> Call:
+        key = None
+        if request.api_key_ref and dep.kind != "local":
+            key = self._secrets.get(request.api_key_ref)
+            if key is None:
+                raise Unsupported("api_key_ref", f"no stored key is named {request.api_key_ref!r}")
+        return Call(request, body, api_key=key)
+
+    # -- non-streamed -------------------------------------------------------------------------
+
+    async def complete(
+        self,
+        request: ChatCompletionRequest,
+        body: dict[str, Any],
+        deployment: str | None = None,
+        retries: int | None = None,
+    ) -> Answer:
+        """``deployment``: only that (dedicated) one; ``retries`` overrides the model's."""
+        attempts = _Attempts()
+        async for dep, route in self._candidates(request.model, deployment, attempts, retries):
+            clock = RequestClock()
+            self._begin(dep)
+            try:
+                result = await dep.provider.complete(self._call(request, body, dep))
+            except UpstreamFailure as failure:
+                self._failed(dep, failure, attempts)
+                continue
+            except asyncio.CancelledError:
+                self._end(dep, "cancelled")
+                raise
+            except Exception:
+                self._end(dep, "client_error")
+                raise
+            clock.stop()
+            if result.time_to_first_token_s is not None:
+                clock.first_token = clock.start + result.time_to_first_token_s
+            self._succeeded(dep, clock, clock.end - clock.start)  # type: ignore[operator]
+            completion = result.completion
+            counter = UsageCounter()
+            counter.observe_completion(completion)
+            usage, estimated = counter.final(body, self.tokenize)
+            completion["usage"] = usage
+            completion["metrics"] = response_metrics(usage, self._price(dep, route), clock, estimated)
+            return Answer(completion, dep, route)
+        raise self._exhausted(attempts)
+
+    # -- streamed -----------------------------------------------------------------------------
+
+    async def stream(
+        self,
+        request: ChatCompletionRequest,
+        body: dict[str, Any],
+        deployment: str | None = None,
+        include_usage: bool = False,
+        retries: int | None = None,
+    ) -> RoutedStream:
+        """Open a stream; retries and fallbacks happen until its first event has arrived."""
+        attempts = _Attempts()
+        async for dep, route in self._candidates(request.model, deployment, attempts, retries):
+            clock = RequestClock()
+            self._begin(dep)
+            upstream: UpstreamStream | None = None
+            try:
+                upstream = await dep.provider.stream(self._call(request, body, dep))
+                events = upstream.__aiter__()
+                try:
+                    first = await anext(events)
+                except StopAsyncIteration:
+                    raise UpstreamFailure("bad_response", "the upstream sent an empty stream")
+            except UpstreamFailure as failure:
+                if upstream is not None:
+                    await upstream.aclose()
+                self._failed(dep, failure, attempts)
+                continue
+            except BaseException:
+                if upstream is not None:
+                    await upstream.aclose()
+                self._end(dep, "client_error")
+                raise
+            return RoutedStream(self, dep, route, body, upstream, events, first, clock,
+                                include_usage)
+        raise self._exhausted(attempts)
+
+    # -- choosing -----------------------------------------------------------------------------
+
+    async def _candidates(
+        self, model: str | None, deployment: str | None, attempts: _Attempts,
+        retries: int | None = None,
+    ) -> AsyncIterator[tuple[Deployment, ModelRoute | None]]:
+        """Deployments to try, in order, sleeping between attempts where a backoff is due."""
+        if deployment is not None:
+            dep = self.dedicated(deployment)
+            route = self.route_of(dep)
+            extra = retries if retries is not None else (route.retries if route else 2)
+            for n in range(1 + extra):
+                if n:
+                    await self._backoff(route, n - 1, attempts.last)
+                yield dep, route
+            return
+        first = self.resolve(model)
+        chain = [first] + [self.routes[name] for name in first.fallbacks]
+        for position, route in enumerate(chain):
+            if position:
+                self.telemetry.fallbacks.labels(first.name, route.name).inc()
+                log.warning("model %s: falling back to %s", first.name, route.name)
+            for n in range(1 + (retries if retries is not None else route.retries)):
+                dep = self._pick(route, attempts.tried, probe=not attempts.tried and
+                                 position == len(chain) - 1)
+                if dep is None:
+                    break
+                if dep.id in attempts.tried:
+                    await self._backoff(route, n - 1, attempts.last)
+                attempts.tried.append(dep.id)
+                yield dep, route
+
+    def _pick(self, route: ModelRoute, tried: list[str], probe: bool) -> Deployment | None:
+        now = time.monotonic()
+        pool = [self.deployments[d] for d in route.deployments]
+        healthy = [d for d in pool if not d.cooling(now)]
+        fresh = [d for d in healthy if d.id not in tried]
+        candidates = fresh or healthy
+        if not candidates:
+            if not probe:
+                return None
+            return min(pool, key=lambda d: d.cooldown_until)  # everything cools: try the soonest
+        if len(candidates) == 1:
+            return candidates[0]
+        if route.strategy == "least-busy":
+            return min(candidates, key=lambda d: (d.in_flight / d.config.weight))
+        if route.strategy == "lowest-latency":
+            return min(candidates, key=lambda d: d.latency_s or 0.0)
+        return self._round_robin(route, candidates)
+
+    def _round_robin(self, route: ModelRoute, candidates: list[Deployment]) -> Deployment:
+        """nginx's smooth weighted round-robin: deployments interleaved in weight proportion."""
+        state = self._rr.setdefault(route.name, {})
+        total = 0.0
+        best: Deployment | None = None
+        for dep in candidates:
+            weight = dep.config.weight
+            total += weight
+            state[dep.id] = state.get(dep.id, 0.0) + weight
+            if best is None or state[dep.id] > state[best.id]:
+                best = dep
+        assert best is not None
+        state[best.id] -= total
+        return best
+
+    @staticmethod
+    async def _backoff(route: ModelRoute | None, n: int, failure: UpstreamFailure | None) -> None:
+        delay = (route.backoff_s if route else 0.25) * (2 ** max(0, n))
+        if failure is not None and failure.retry_after_s is not None:
+            delay = min(failure.retry_after_s, MAX_RETRY_WAIT_S)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    # -- health -------------------------------------------------------------------------------
+
+    def _begin(self, dep: Deployment) -> None:
+        dep.in_flight += 1
+        self.telemetry.in_flight.labels(dep.id, dep.kind).inc()
+
+    def _end(self, dep: Deployment, outcome: str) -> None:
+        dep.in_flight -= 1
+        self.telemetry.in_flight.labels(dep.id, dep.kind).dec()
+        self.telemetry.requests.labels(dep.id, dep.kind, outcome).inc()
+
+    def _succeeded(self, dep: Deployment, clock: RequestClock, latency: float) -> None:
+        self._end(dep, "success")
+        ttft = (clock.first_token or clock.end or clock.start) - clock.start
+        dep.latency_s = ttft if dep.latency_s is None else (
+            LATENCY_SMOOTHING * ttft + (1 - LATENCY_SMOOTHING) * dep.latency_s
+        )
+        if dep.failures or dep.cooldown_until:
+            dep.failures, dep.cooldown_until = 0, 0.0
+            self.telemetry.cooldown.labels(dep.id, dep.kind).set(0)
+        self.telemetry.latency.labels(dep.id, dep.kind).observe(latency)
+        self.telemetry.ttft.labels(dep.id, dep.kind).observe(ttft)
+
+    def _failed(self, dep: Deployment, failure: UpstreamFailure, attempts: _Attempts | None) -> None:
+        self._end(dep, "failure")
+        self.telemetry.failures.labels(dep.id, dep.kind, failure.kind).inc()
+        log.warning("deployment %s failed (%s): %s", dep.id, failure.kind, failure.message)
+        if attempts is not None:
+            attempts.last = failure
+        if not failure.retryable:
+            raise failure
+        dep.failures += 1
+        cooldown = 0.0
+        if failure.kind == "rate_limited" and failure.retry_after_s:
+            cooldown = failure.retry_after_s
+        if dep.failures >= dep.config.failures_before_cooldown:
+            cooldown = max(cooldown, dep.config.cooldown_s)
+        if cooldown:
+            dep.cooldown_until = time.monotonic() + cooldown
+            self.telemetry.cooldown.labels(dep.id, dep.kind).set(1)
+
+    @staticmethod
+    def _exhausted(attempts: _Attempts) -> Exception:
+        if attempts.last is not None:
+            return attempts.last
+        return UpstreamFailure("overloaded", "no deployment of this model is available", 503,
+                               retry_after_s=1.0)
+
+    def _price(self, dep: Deployment, route: ModelRoute | None) -> Price:
+        return dep.price or (route.price if route else Price())
+
+    async def close(self) -> None:
+        for dep in self.deployments.values():
+            await dep.provider.close()
+
+
+class RoutedStream:
+    """A started stream: the upstream's events, then (when asked) a usage chunk with metrics."""
+
+    def __init__(
+        self,
+        router: ProviderRouter,
+        dep: Deployment,
+        route: ModelRoute | None,
+        body: dict[str, Any],
+        upstream: UpstreamStream,
+        events: AsyncIterator[StreamEvent],
+        first: StreamEvent,
+        clock: RequestClock,
+        include_usage: bool,
+    ) -> None:
+        self.router = router
+        self.deployment = dep
+        self.route = route
+        self._body = body
+        self._upstream = upstream
+        self._events = events
+        self._first = first
+        self._clock = clock
+        self._include_usage = include_usage
+        self.metrics: dict[str, Any] | None = None
+        self._closed = False
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[StreamEvent]:
+        counter = UsageCounter()
+        head = self._first.chunk
+        event: StreamEvent | None = self._first
+        try:
+            while event is not None:
+                if counter.observe_chunk(event.chunk):
+                    self._clock.token()
+                if not (event.chunk.get("usage") and not event.chunk.get("choices")):
+                    yield event  # a usage-only chunk is replaced by ours below
+                event = await anext(self._events, None)
+        except UpstreamFailure as failure:
+            self._finish(failure)
+            raise
+        except BaseException:
+            self._finish(None, "cancelled")
+            raise
+        self._clock.stop()
+        usage, estimated = counter.final(self._body, self.router.tokenize)
+        price = self.router._price(self.deployment, self.route)
+        self.metrics = response_metrics(usage, price, self._clock, estimated)
+        self._finish(None)
+        if self._include_usage:
+            yield StreamEvent({"id": head.get("id"), "object": "chat.completion.chunk",
+                               "created": head.get("created"), "model": head.get("model"),
+                               "choices": [], "usage": usage, "metrics": self.metrics})
+
+    def _finish(self, failure: UpstreamFailure | None, outcome: str = "success") -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if failure is not None:
+            self.router._failed(self.deployment, failure, None) if failure.retryable else \
+                self.router._end(self.deployment, "failure")
+        elif outcome == "success":
+            self.router._succeeded(self.deployment, self._clock,
+                                   (self._clock.end or time.perf_counter()) - self._clock.start)
+        else:
+            self.router._end(self.deployment, outcome)
+
+    async def aclose(self) -> None:
+        self._finish(None, "cancelled")
+        await self._upstream.aclose()

@@ -1,0 +1,158 @@
+"""LLMstudio's engine API, so LLMstudio users switch without changing code.
+
+``POST /api/engine/chat/{provider}`` takes ``chat_input`` (a string or messages), ``model``,
+``is_stream``, ``retries``, ``parameters`` (OpenAI sampling parameters) and ``session_id``; it
+answers with the chat completion plus ``chat_input``, ``chat_output``, ``context``, ``provider``,
+``timestamp``, ``parameters`` and ``metrics``. Streams are one JSON object per chunk, each
+newline-terminated, with ``chat_output_stream`` (this chunk's text) and ``chat_output`` (so far);
+the last carries ``metrics``. ``{provider}`` is a deployment kind (``local``,
+``openai-compatible`` or its alias ``openai``, ``anthropic``); the model picks the deployment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from switchboard.gateway.router import ProviderRouter, RoutedStream
+from switchboard.http.errors import APIError, to_api_error
+from switchboard.http.routes.chat import until_disconnected
+from switchboard.protocol.chat import ChatCompletionRequest
+
+router = APIRouter(prefix="/api/engine", tags=["llmstudio"])
+ALIASES = {"openai": "openai-compatible"}
+
+
+class EngineChatRequest(BaseModel):
+    chat_input: str | list[dict[str, Any]]
+    model: str
+    is_stream: bool = False
+    retries: int = Field(default=0, ge=0, le=10)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    session_id: str | None = None
+
+
+def _providers(gateway: ProviderRouter) -> dict[str, list[str]]:
+    """Provider kind -> public model names served (at least partly) by that kind."""
+    found: dict[str, list[str]] = {}
+    for route in gateway.config.models:
+        for dep_id in route.deployments:
+            kind = gateway.deployments[dep_id].kind
+            names = found.setdefault(kind, [])
+            if route.name not in names:
+                names.append(route.name)
+    return found
+
+
+def _check_provider(gateway: ProviderRouter, provider: str) -> str:
+    kinds = _providers(gateway)
+    kind = ALIASES.get(provider, provider)
+    if kind not in kinds:
+        known = ", ".join(sorted(kinds) + [a for a, k in ALIASES.items() if k in kinds])
+        raise APIError(404, f"unknown provider {provider!r}; this server has: {known}",
+                       param="provider", code="provider_not_found")
+    return kind
+
+
+@router.get("/providers", summary="Providers (deployment kinds) this server routes to")
+async def providers(request: Request) -> list[str]:
+    return list(_providers(request.app.state.router))
+
+
+@router.get("/models", summary="Models by provider")
+async def models(request: Request, provider: str | None = None) -> dict[str, Any]:
+    gateway: ProviderRouter = request.app.state.router
+    listing = {kind: {"name": kind, "models": names} for kind, names in _providers(gateway).items()}
+    if provider is None:
+        return listing
+    return listing[_check_provider(gateway, provider)]
+
+
+@router.post("/chat/{provider}", summary="LLMstudio chat (completion plus metrics)")
+async def chat(provider: str, payload: EngineChatRequest, request: Request) -> Response:
+    gateway: ProviderRouter = request.app.state.router
+    _check_provider(gateway, provider)
+    messages = (
+        [{"role": "user", "content": payload.chat_input}]
+        if isinstance(payload.chat_input, str) else payload.chat_input
+    )
+    body = {**payload.parameters, "model": payload.model, "messages": messages,
+            "stream": payload.is_stream}
+    if payload.session_id:
+        body["session_id"] = payload.session_id
+    try:
+        openai_request = ChatCompletionRequest.model_validate(body)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from exc
+    retries = payload.retries or None
+    context = {
+        "chat_input": payload.chat_input if isinstance(payload.chat_input, str)
+        else _last_user_text(messages),
+        "context": messages,
+        "parameters": payload.parameters,
+        "session_id": payload.session_id,
+    }
+    try:
+        if payload.is_stream:
+            stream = await gateway.stream(openai_request, body, include_usage=True,
+                                          retries=retries)
+            return StreamingResponse(_lines(stream, context), media_type="application/json")
+        answer = await until_disconnected(
+            gateway.complete(openai_request, body, retries=retries), request
+        )
+    except Exception as exc:  # noqa: BLE001
+        return to_api_error(exc).response()
+    if answer is None:
+        return Response(status_code=499)
+    completion = answer.completion
+    message = completion["choices"][0]["message"] if completion.get("choices") else {}
+    result = {
+        **completion,
+        **context,
+        "chat_output": message.get("content") or "",
+        "chat_output_stream": "",
+        "provider": answer.deployment.kind,
+        "deployment": answer.deployment.id,
+        "timestamp": time.time(),
+    }
+    return Response(orjson.dumps(result), media_type="application/json")
+
+
+async def _lines(stream: RoutedStream, context: dict[str, Any]) -> AsyncIterator[bytes]:
+    """One JSON object per chunk, newline-terminated; errors in-band as ``{"error": …}``."""
+    output: list[str] = []
+    try:
+        async for event in stream:
+            chunk = event.chunk
+            text = "".join(
+                (c.get("delta") or {}).get("content") or "" for c in chunk.get("choices") or ()
+            )
+            output.append(text)
+            yield orjson.dumps({
+                **chunk, **context,
+                "chat_output": "".join(output),
+                "chat_output_stream": text,
+                "provider": stream.deployment.kind,
+                "timestamp": time.time(),
+            }) + b"\n"
+    except Exception as exc:  # noqa: BLE001
+        yield orjson.dumps(to_api_error(exc).body()) + b"\n"
+    finally:
+        await stream.aclose()
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            return "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
+    return ""
