@@ -44,6 +44,11 @@ class SecretSource(_Strict):
     value: SecretStr | None = None
     env: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _literal(cls, data: object) -> object:
+        return {"value": data} if isinstance(data, str) else data
+
     @model_validator(mode="after")
     def _one_source(self) -> SecretSource:
         if (self.value is None) == (self.env is None):
