@@ -126,9 +126,10 @@ async def _anthropic(request: web.Request) -> web.StreamResponse:
     failure = await _failure(request, fake.next())
     if failure is not None:
         return failure
-    if "x-api-key" not in request.headers or "anthropic-version" not in request.headers:
+    keyed = "x-api-key" in request.headers or "Authorization" in request.headers
+    if not keyed or "anthropic-version" not in request.headers:
         return web.json_response({"type": "error", "error": {
-            "type": "authentication_error", "message": "x-api-key header is required"}}, status=401)
+            "type": "authentication_error", "message": "an API key is required"}}, status=401)
     tools = body.get("tools") or []
     use_tool = tools and (body.get("tool_choice") or {}).get("type") != "none"
     usage = {"input_tokens": 21, "output_tokens": 7}
