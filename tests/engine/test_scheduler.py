@@ -150,3 +150,34 @@ def test_kv_full_preempts_the_youngest() -> None:
             c.seq.n_past += 1
             c.seq.tokens.append(1)
     assert preempted == [b] and b in s.waiting and b.n_past == 0
+
+
+def test_reserved_lane_capacity_is_kept_for_its_lane() -> None:
+    """A dedicated lane keeps 2 of 4 sequences; shared traffic fills only the other 2 and never
+    blocks the dedicated request queued behind it. The lane may also use free shared slots."""
+    kv = FakeKV()
+    sched = Scheduler(max_sequences=4, cache_slots=0, kv_cells=1000, token_budget=64,
+                      share=kv.share, forget=kv.forget, reserved={"ded": 2})
+
+    def lane_seq(lane: str | None, first: int) -> Sequence:
+        req = GenerationRequest((first, 2, 3), SamplingParams(max_tokens=10), lane=lane)
+        return Sequence(req, lambda out: None, n_vocab=100, max_new_tokens=10)
+
+    shared = [lane_seq(None, 10 + i) for i in range(3)]
+    for seq in shared:
+        sched.add(seq)
+    sched.schedule()
+    assert sched.running == shared[:2] and sched.waiting[0] is shared[2]
+    dedicated = [lane_seq("ded", 20 + i) for i in range(3)]
+    for seq in dedicated:
+        sched.add(seq)
+    sched.schedule()
+    assert sched.running == [*shared[:2], *dedicated[:2]]  # the third waits: engine full
+    sched.release(shared[0], keep_cache=False)
+    sched.schedule()
+    assert shared[2] in sched.running, "a freed shared slot goes to the oldest shared request"
+
+    sched.release(shared[1], keep_cache=False)
+    sched.release(shared[2], keep_cache=False)
+    sched.schedule()
+    assert dedicated[2] in sched.running, "the lane uses shared slots nobody else wants"

@@ -43,6 +43,8 @@ def gateway_config(fake: FakeUpstream, second: RunningServer) -> dict:
                     "second": API_KEY},
         "deployments": [
             {"id": "smol", "provider": "local"},
+            {"id": "smol-dedicated", "provider": "local", "dedicated": True,
+             "reserved_sequences": 4},
             upstream("telkom", "/telkom", auth="x-api-key", api_key_secret="telkom"),
             upstream("pair-a", "/pair-a", weight=3, api_key_secret="other"),
             upstream("pair-b", "/pair-b"),
@@ -274,6 +276,17 @@ def test_dedicated_deployment_has_its_own_path(gateway: RunningServer, fake: Fak
     assert r.status_code == 404
     r = post(gateway, {"model": "dedicated", "messages": MSG})
     assert r.status_code == 404, "a dedicated deployment is not a serverless model"
+
+
+def test_a_dedicated_local_deployment_shares_the_engine_with_reserved_capacity(
+    gateway: RunningServer,
+) -> None:
+    r = post(gateway, {"model": "smollm2", "messages": MSG, "max_tokens": 3},
+             "/deployments/smol-dedicated/v1/chat/completions")
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3
+    health = httpx.get(gateway.base + "/health").json()
+    assert list(health["models"]) == ["smollm2-135m-instruct"], "one engine for both"
+    assert health["deployments"]["smol-dedicated"]["provider"] == "local"
 
 
 def test_request_id_is_echoed_and_logged(gateway: RunningServer, fake: FakeUpstream) -> None:

@@ -42,6 +42,12 @@ class EngineConfig:
     max_queue: int = 256  # waiting before submit refuses
     token_budget: int = 512  # tokens per forward pass
     cache_slots: int = 16  # finished sequences kept for prefix reuse
+    reserved: tuple[tuple[str, int], ...] = ()  # (lane, sequences only that lane may use)
+
+    def __post_init__(self) -> None:
+        if sum(n for _, n in self.reserved) >= self.max_sequences:
+            raise ValueError("reserved sequences must leave room for shared traffic "
+                             f"(max_sequences is {self.max_sequences})")
 
     @property
     def sequence_ids(self) -> int:
@@ -75,6 +81,7 @@ class Engine:
             cache_slots=config.cache_slots,
             kv_cells=model.n_ctx,
             token_budget=min(config.token_budget, model.n_batch),
+            reserved=dict(config.reserved),
             share=model.share,
             forget=model.forget,
         )

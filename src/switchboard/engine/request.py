@@ -59,6 +59,7 @@ class GenerationRequest:
     seed_offset: int = 0  # choice index, so n choices with one seed differ but stay reproducible
     beam: BeamSearchParams | None = None  # beam search instead of sampling: n outputs at the end
     constraint: Constraint | None = None  # grammar the output must follow (one per sequence)
+    lane: str | None = None  # a dedicated deployment's name: runs in its reserved capacity
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,10 @@ the per-step token budget with prompt chunks, so running streams keep flowing wh
 is read. When the shared KV cache runs out the youngest sequence is preempted (its cells dropped)
 and re-queued at the front, to be recomputed later.
 
+Dedicated capacity: a lane (a dedicated deployment) may have sequences reserved; they are used
+only by that lane, which also shares the rest with everyone. The first waiting sequence whose
+lane has room is admitted, so a full shared pool never blocks a dedicated request.
+
 Prefix cache: finished sequences keep their cells (least recently used first out). A new sequence
 starts from the longest prefix of its tokens already held by a running or cached sequence; the
 cells are shared (``llama_memory_seq_cp``), not copied. A sequence whose prompt another running
@@ -53,7 +57,10 @@ class Scheduler:
         token_budget: int,
         share: Callable[[int, int, int], None],
         forget: Callable[[int], None],
+        reserved: dict[str, int] | None = None,
     ) -> None:
+        self.reserved = {lane: n for lane, n in (reserved or {}).items() if n > 0}
+        self.shared_capacity = max_sequences - sum(self.reserved.values())
         self._share = share  # (src_id, dst_id, n_tokens): dst gets src's first n cells
         self._forget = forget  # drops a sequence id's KV cells
         self.max_sequences = max_sequences
@@ -121,9 +128,30 @@ class Scheduler:
         self._free_ids.extend(ids)
         ids.clear()
 
+    def _lane_allows(self, seq: Sequence) -> bool:
+        """Room for ``seq`` in its lane's reservation or in the shared pool."""
+        if not self.reserved:
+            return True
+        used: dict[str | None, int] = {}
+        for s in self.running:
+            used[s.request.lane] = used.get(s.request.lane, 0) + 1
+        lane = seq.request.lane
+        if used.get(lane, 0) + seq.slots <= self.reserved.get(lane, 0):
+            return True
+        shared_used = sum(max(0, n - self.reserved.get(l, 0)) for l, n in used.items())
+        own_spare = max(0, self.reserved.get(lane, 0) - used.get(lane, 0))
+        return shared_used + seq.slots - own_spare <= self.shared_capacity
+
+    def _next_admissible(self) -> Sequence | None:
+        for seq in self.waiting:
+            if len(self.running) + seq.slots > self.max_sequences:
+                return None
+            if self._lane_allows(seq):
+                return seq
+        return None
+
     def _admit(self) -> None:
-        while self.waiting and len(self.running) + self.waiting[0].slots <= self.max_sequences:
-            seq = self.waiting[0]
+        while (seq := self._next_admissible()) is not None:
             source, shared = self._best_prefix(seq)
             if self._worth_waiting(seq, shared):
                 break
@@ -136,7 +164,7 @@ class Scheduler:
                 pass
             if len(self._free_ids) < seq.slots:
                 break
-            self.waiting.popleft()
+            self.waiting.remove(seq)
             seq.seq_id = self._free_ids.pop()
             if seq.group is not None:
                 seq.group.reserved_ids = [self._free_ids.pop() for _ in range(seq.slots - 1)]

@@ -68,10 +68,15 @@ class ModelCatalog:
             public_id = dep.model or (
                 dep.path.name.removesuffix(".gguf") if dep.path else self.settings.served_model_id
             )
+            reserved = tuple(
+                (d.id, d.reserved_sequences) for d in self.deployments
+                if d.reserved_sequences and (d.path or self.settings.model) == (
+                    dep.path or self.settings.model)
+            )
             try:
                 if source.resolve() not in by_path:
                     by_path[source.resolve()] = await asyncio.to_thread(
-                        self._load_local, self.settings, source, public_id
+                        self._load_local, self.settings, source, public_id, reserved
                     )
             except Exception as exc:  # reported by /health, never silently
                 log.error("model %s failed to load: %s", dep.id, exc)
@@ -84,12 +89,15 @@ class ModelCatalog:
                      self.loaded_at - self._started)
 
     @staticmethod
-    def _load_local(settings: Settings, source: Path, public_id: str) -> LocalModel:
+    def _load_local(
+        settings: Settings, source: Path, public_id: str, reserved: tuple[tuple[str, int], ...]
+    ) -> LocalModel:
         path = prepare_weights(source, settings.weights, settings.cache_dir, settings.threads)
         config = EngineConfig(
             max_sequences=settings.max_sequences,
             max_queue=settings.max_queue,
             cache_slots=settings.max_sequences if settings.use_prefix_cache else 0,
+            reserved=reserved,
         )
         llama = LlamaModel(
             path,

@@ -124,10 +124,10 @@ class ChatService:
         params = sampling_params(req, self.default_max_tokens)
         beam = beam_params(req)
         if beam is not None:  # one search; its n outputs are told apart by ``out.choice``
-            jobs = [(None, GenerationRequest(tokens, params, beam=beam))]
+            jobs = [(None, GenerationRequest(tokens, params, beam=beam, lane=lane))]
         else:
             jobs = [
-                (i, GenerationRequest(tokens, params, seed_offset=i,
+                (i, GenerationRequest(tokens, params, seed_offset=i, lane=lane,
                                       constraint=constraints[i] if constraints else None))
                 for i in range(run.expected)
             ]
