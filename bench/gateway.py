@@ -1,0 +1,193 @@
+"""Gateway overhead: Switchboard vs LiteLLM's proxy in front of an upstream that costs nothing.
+
+nginx on loopback answers every chat completion with a fixed body (a JSON completion, or an SSE
+stream of 12 events); ``wrk`` is the client. Both proxies run one process, with auth on, and are
+measured in the same run. Needs Debian's ``nginx-light`` and ``wrk``; ``--litellm`` installs
+``litellm[proxy]`` into a cached virtualenv on first use.
+
+    python bench/gateway.py --litellm            # the README's table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import free_port, launched  # noqa: E402
+
+KEY = "sk-bench-0123456789"
+LITELLM_VENV = Path.home() / ".cache" / "switchboard-bench" / "litellm"
+COMPLETION = {
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1700000000,
+    "model": "bench-upstream",
+    "choices": [{"index": 0, "message": {"role": "assistant",
+                                         "content": "Hello! How can I help you today?"},
+                 "logprobs": None, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21},
+}
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+wrk.body = '%s'
+"""
+
+
+def sse_body() -> str:
+    head = {k: COMPLETION[k] for k in ("id", "created", "model")}
+    head["object"] = "chat.completion.chunk"
+    events = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                    "finish_reason": None}]}]
+    for word in ["Hello", "!", " How", " can", " I", " help", " you", " today", "?"]:
+        events.append({**head, "choices": [{"index": 0, "delta": {"content": word},
+                                            "finish_reason": None}]})
+    events.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    events.append({**head, "choices": [], "usage": COMPLETION["usage"]})
+    return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+
+
+def nginx_conf(tmp: Path, port: int) -> Path:
+    conf = tmp / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_buffer_size 64k;
+  server {{
+    listen 127.0.0.1:{port};
+    location /plain/v1/chat/completions {{
+      default_type application/json; return 200 '{json.dumps(COMPLETION)}'; }}
+    location /stream/v1/chat/completions {{
+      default_type text/event-stream; return 200 '{sse_body()}'; }}
+  }}
+}}
+""")
+    return conf
+
+
+def body(model: str, stream: bool) -> str:
+    request = {"model": model, "max_tokens": 32, "temperature": 0.7, "messages": [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "Hello! Say something nice."}]}
+    if stream:
+        request["stream"] = True
+    return json.dumps(request)
+
+
+def wrk(url: str, model: str, connections: int, seconds: int, stream: bool, tmp: Path) -> dict:
+    script = tmp / f"wrk-{model}-{connections}.lua"
+    script.write_text(WRK_SCRIPT % (KEY, body(model, stream)))
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50_ms": float(p50.group(1)) * scale[p50.group(2)],  # type: ignore[union-attr]
+            "errors": int(errors.group(1)) if errors else 0}
+
+
+def litellm_python() -> Path:
+    python = LITELLM_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "litellm[proxy]"], check=True)
+    return python
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--litellm", action="store_true", help="also measure LiteLLM's proxy")
+    args = parser.parse_args()
+    for tool in ("nginx", "wrk"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is needed: apt-get install nginx-light wrk")
+    tmp = Path(tempfile.mkdtemp(prefix="sb-gw-bench-"))
+    upstream_port = free_port()
+    nginx = subprocess.Popen(["nginx", "-c", str(nginx_conf(tmp, upstream_port))])
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    time.sleep(0.5)
+
+    config = tmp / "switchboard.yaml"
+    config.write_text(json.dumps({
+        "deployments": [
+            {"id": "plain", "provider": "openai-compatible", "base_url": upstream + "/plain/v1",
+             "model": "bench-upstream"},
+            {"id": "stream", "provider": "openai-compatible", "base_url": upstream + "/stream/v1",
+             "model": "bench-upstream"},
+        ],
+        "models": [
+            {"name": "bench", "deployments": ["plain"],
+             "price": {"input_per_million": 0.5, "output_per_million": 1.5}},
+            {"name": "bench-stream", "deployments": ["stream"]},
+        ],
+    }))
+    servers = {"Switchboard": lambda port: [
+        sys.executable, "-m", "switchboard", "serve", "--config", str(config), "--api-key", KEY,
+        "--port", str(port), "--log-level", "warning"]}
+    if args.litellm:
+        python = litellm_python()
+        litellm_config = tmp / "litellm.yaml"
+        litellm_config.write_text(json.dumps({
+            "model_list": [
+                {"model_name": "bench", "litellm_params": {
+                    "model": "openai/bench-upstream", "api_base": upstream + "/plain/v1",
+                    "api_key": "unused"}},
+                {"model_name": "bench-stream", "litellm_params": {
+                    "model": "openai/bench-upstream", "api_base": upstream + "/stream/v1",
+                    "api_key": "unused"}},
+            ],
+            "general_settings": {"master_key": KEY},
+            "litellm_settings": {"telemetry": False},
+        }))
+        servers["LiteLLM proxy"] = lambda port: [
+            str(python.parent / "litellm"), "--config", str(litellm_config), "--port", str(port),
+            "--num_workers", "1"]
+
+    direct = wrk(upstream + "/plain/v1/chat/completions", "bench", 1, 3, False, tmp)
+    rows = []
+    try:
+        for name, command in servers.items():
+            port = free_port()
+            ready = "/health" if name == "Switchboard" else "/health/liveliness"
+            with launched(command(port), ready, port):
+                url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                wrk(url, "bench", 4, 2, False, tmp)  # warm up
+                c32 = wrk(url, "bench", 32, args.seconds, False, tmp)
+                c1 = wrk(url, "bench", 1, args.seconds, False, tmp)
+                streamed = wrk(url, "bench-stream", 8, args.seconds, True, tmp)
+            rows.append((name, c32, c1, streamed))
+    finally:
+        nginx.terminate()
+        nginx.wait()
+    print(f"nginx direct, 1 connection: p50 {direct['p50_ms']:.2f} ms\n")
+    print("| proxy | req/s @32 (p50) | req/s @1 (p50, added) | streamed req/s @8 | errors |")
+    print("|---|---|---|---|---|")
+    for name, c32, c1, streamed in rows:
+        added = c1["p50_ms"] - direct["p50_ms"]
+        errors = c32["errors"] + c1["errors"] + streamed["errors"]
+        print(f"| {name} | {c32['rps']:,.0f} ({c32['p50_ms']:.1f} ms) | {c1['rps']:,.0f} "
+              f"({c1['p50_ms']:.2f} ms, +{added:.2f} ms) | {streamed['rps']:,.0f} | {errors} |")
+    if os.environ.get("BENCH_JSON"):
+        print(json.dumps({name: {"c32": a, "c1": b, "stream": c} for name, a, b, c in rows}))
+
+
+if __name__ == "__main__":
+    main()
