@@ -117,7 +117,8 @@ class Engine:
         if request.beam is not None:
             eog = () if request.params.ignore_eos else self.model.eog_token_ids
             ends = frozenset(eog) | frozenset(request.params.stop_token_ids)
-            seq.group = BeamGroup(BeamState(request.beam, max_new, ends), owner=seq, beams=[seq])
+            seq.group = BeamGroup(BeamState(request.beam, max_new, ends), owner=seq, beams=[seq],
+                                  constraints=[request.constraint] if request.constraint else [])
         self._inbox.put(("add", seq))
         return SequenceHandle(self, seq)
 
@@ -354,6 +355,8 @@ class Engine:
         raw = logits[[rows[b] for b in group.beams]]
         for row, beam in zip(raw, group.beams):
             self.sampler.process(row, beam.sampling)
+        if group.constraints:  # each beam's grammar masks its own row
+            mask_rows(group.constraints, raw)
         logprobs = log_softmax(raw)
         owner = group.owner
         if owner.first_token_at is None:
@@ -361,6 +364,11 @@ class Engine:
             survivors = group.state.start(logprobs[0])
         else:
             survivors = group.state.step(logprobs)
+        if group.constraints:  # survivors follow their parent's grammar state, then their token
+            forks = [group.constraints[c.parent].fork() for c in survivors]
+            for constraint, c in zip(forks, survivors):
+                constraint.accept(c.token)
+            group.constraints = forks
         self._rearrange_beams(group, [c.parent for c in survivors])
         for beam, tokens in zip(group.beams, group.state.generated):
             beam.tokens = beam.tokens[: beam.n_prompt] + tokens

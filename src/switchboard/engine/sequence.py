@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from switchboard.engine.beam import BeamState
+from switchboard.engine.constraint import Constraint
 from switchboard.engine.detokenizer import TextStream
 from switchboard.engine.request import GenerationRequest, RequestMetrics, StepOutput
 from switchboard.engine.sampler import SequenceSampling, make_rng
@@ -30,6 +31,7 @@ class BeamGroup:
     owner: Sequence
     beams: list[Sequence] = field(default_factory=list)
     reserved_ids: list[int] = field(default_factory=list)  # slots for beams not yet spawned
+    constraints: list[Constraint] = field(default_factory=list)  # per live beam, if constrained
 
     @property
     def width(self) -> int:

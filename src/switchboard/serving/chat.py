@@ -124,7 +124,8 @@ class ChatService:
         params = sampling_params(req, self.default_max_tokens)
         beam = beam_params(req)
         if beam is not None:  # one search; its n outputs are told apart by ``out.choice``
-            jobs = [(None, GenerationRequest(tokens, params, beam=beam, lane=lane))]
+            jobs = [(None, GenerationRequest(tokens, params, beam=beam, lane=lane,
+                                             constraint=constraints[0] if constraints else None))]
         else:
             jobs = [
                 (i, GenerationRequest(tokens, params, seed_offset=i, lane=lane,
@@ -168,10 +169,6 @@ class ChatService:
         """One grammar matcher per choice, compiled off the event loop (it can take a while)."""
         if wanted is None:
             return []
-        if req.use_beam_search:
-            raise Unsupported(
-                wanted.param, "output constraints cannot be combined with use_beam_search yet"
-            )
         grammar = model.engine.grammar
 
         def build() -> list[Constraint]:
