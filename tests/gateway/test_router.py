@@ -1,0 +1,92 @@
+"""ProviderRouter's choices with in-process providers (no network): strategies, cooldown probe."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from prometheus_client import CollectorRegistry
+
+from switchboard.gateway.config import GatewayConfig
+from switchboard.gateway.providers.base import Call, ProviderResult, UpstreamFailure
+from switchboard.gateway.router import ProviderRouter
+from switchboard.gateway.telemetry import GatewayTelemetry
+from switchboard.protocol.chat import ChatCompletionRequest
+
+
+class Scripted:
+    """Answers after ``delay`` seconds, or fails with ``failure``."""
+
+    def __init__(self, name: str, delay: float = 0.0, failure: str | None = None) -> None:
+        self.name, self.delay, self.failure, self.calls = name, delay, failure, 0
+
+    async def complete(self, call: Call) -> ProviderResult:
+        self.calls += 1
+        await asyncio.sleep(self.delay)
+        if self.failure:
+            raise UpstreamFailure(self.failure, "scripted")  # type: ignore[arg-type]
+        return ProviderResult({"choices": [{"index": 0, "message": {"content": self.name}}],
+                               "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+
+    async def stream(self, call: Call):  # pragma: no cover - not used here
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        return None
+
+
+def router(strategy: str, providers: dict[str, Scripted], **model: object) -> ProviderRouter:
+    config = GatewayConfig.model_validate({
+        "deployments": [{"id": name, "provider": "openai-compatible", "base_url": "http://x",
+                         "model": "m", "cooldown_s": 60, "failures_before_cooldown": 1}
+                        for name in providers],
+        "models": [{"name": "m", "deployments": list(providers), "strategy": strategy,
+                    "backoff_s": 0, **model}],
+    })
+    return ProviderRouter(config, providers, GatewayTelemetry(CollectorRegistry()))  # type: ignore[arg-type]
+
+
+REQUEST = ChatCompletionRequest.model_validate({"model": "m", "messages": [
+    {"role": "user", "content": "hi"}]})
+
+
+def ask(r: ProviderRouter) -> str:
+    async def one() -> str:
+        answer = await r.complete(REQUEST, {"messages": []})
+        return answer.deployment.id
+    return asyncio.run(one())
+
+
+def test_least_busy_avoids_the_deployment_with_requests_in_flight() -> None:
+    slow, fast = Scripted("slow", delay=0.2), Scripted("fast")
+    r = router("least-busy", {"slow": slow, "fast": fast})
+
+    async def scenario() -> list[str]:
+        first = asyncio.ensure_future(r.complete(REQUEST, {"messages": []}))
+        await asyncio.sleep(0.01)  # "slow" (first pick on a tie) is now busy
+        others = [await r.complete(REQUEST, {"messages": []}) for _ in range(3)]
+        return [(await first).deployment.id, *(a.deployment.id for a in others)]
+
+    assert asyncio.run(scenario()) == ["slow", "fast", "fast", "fast"]
+
+
+def test_lowest_latency_prefers_the_faster_deployment_once_measured() -> None:
+    slow, fast = Scripted("slow", delay=0.05), Scripted("fast", delay=0.0)
+    r = router("lowest-latency", {"slow": slow, "fast": fast})
+    picks = [ask(r) for _ in range(6)]
+    assert picks[:2] == ["slow", "fast"]  # unmeasured ones first, in order
+    assert picks[2:] == ["fast"] * 4
+
+
+def test_when_everything_cools_down_the_soonest_back_is_still_tried() -> None:
+    bad = Scripted("bad", failure="server_error")
+    r = router("round-robin", {"bad": bad}, retries=0)
+    for _ in range(2):
+        try:
+            ask(r)
+        except UpstreamFailure:
+            pass
+    assert bad.calls == 2, "a lone deployment in cooldown is probed rather than refused"
+    bad.failure = None
+    assert ask(r) == "bad"
+    assert not r.deployments["bad"].cooling(time.monotonic()) and r.deployments["bad"].failures == 0
