@@ -8,7 +8,7 @@ import json
 import anthropic
 import openai
 
-from tests.gateway.test_routing import MSG, OTHER_KEY, client, fake, gateway  # noqa: F401
+from tests.gateway.conftest import MSG, OTHER_KEY
 from tests.gateway.upstream import FakeUpstream
 
 WEATHER = {

@@ -20,12 +20,7 @@ import orjson
 
 from switchboard.gateway.config import DeploymentConfig
 from switchboard.gateway.providers.base import Call, ProviderResult, StreamEvent, UpstreamFailure
-from switchboard.gateway.providers.transport import (
-    new_session,
-    sse_payloads,
-    status_failure,
-    transport_failure,
-)
+from switchboard.gateway.providers.transport import UpstreamClient, sse_payloads
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.serving.constraints import requested_constraints
 from switchboard.serving.params import Unsupported
@@ -41,18 +36,7 @@ class AnthropicProvider:
         self.config = config
         self._api_key = api_key
         self._url = f"{config.base_url}/v1/messages"
-        self._session: aiohttp.ClientSession | None = None
-        self._complete_timeout = aiohttp.ClientTimeout(
-            total=config.timeout_s, sock_connect=config.connect_timeout_s
-        )
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=config.connect_timeout_s, sock_read=config.stall_timeout_s
-        )
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = new_session(self.config.max_connections)
-        return self._session
+        self._http = UpstreamClient(config)
 
     def headers(self, call: Call) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "anthropic-version": API_VERSION,
@@ -64,45 +48,19 @@ class AnthropicProvider:
 
     async def complete(self, call: Call) -> ProviderResult:
         data = orjson.dumps(to_messages_request(call.request, self.config.model or "", False))
+        message = await self._http.post(self._url, data, self.headers(call))
         try:
-            async with self._client().post(
-                self._url, data=data, headers=self.headers(call), timeout=self._complete_timeout
-            ) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise status_failure(resp.status, raw, resp.headers)
-        except aiohttp.ClientError as exc:
-            raise transport_failure(exc) from exc
-        except TimeoutError as exc:
-            raise UpstreamFailure("timeout", f"no answer within {self.config.timeout_s:g} s") from exc
-        try:
-            message = orjson.loads(raw)
             return ProviderResult(to_completion(message))
-        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise UpstreamFailure("bad_response", "the upstream's answer is not a message") from exc
 
     async def stream(self, call: Call) -> AnthropicStream:
         data = orjson.dumps(to_messages_request(call.request, self.config.model or "", True))
-        try:
-            resp = await self._client().post(
-                self._url, data=data, headers=self.headers(call), timeout=self._stream_timeout
-            )
-        except aiohttp.ClientError as exc:
-            raise transport_failure(exc) from exc
-        except TimeoutError as exc:
-            raise UpstreamFailure("stall", "the upstream did not answer in time") from exc
-        if resp.status != 200:
-            try:
-                raw = await resp.read()
-            except (aiohttp.ClientError, TimeoutError):
-                raw = b""
-            resp.release()
-            raise status_failure(resp.status, raw, resp.headers)
+        resp = await self._http.open_stream(self._url, data, self.headers(call))
         return AnthropicStream(resp, self.config.stall_timeout_s)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._http.close()
 
 
 def to_messages_request(req: ChatCompletionRequest, model: str, stream: bool) -> dict[str, Any]:

@@ -10,7 +10,6 @@ pooled aiohttp session per deployment, kept alive across requests.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import orjson
@@ -23,12 +22,7 @@ from switchboard.gateway.providers.base import (
     UpstreamFailure,
 )
 from switchboard.gateway.providers.dialects import translate_constraint
-from switchboard.gateway.providers.transport import (
-    new_session,
-    status_failure,
-    sse_payloads,
-    transport_failure,
-)
+from switchboard.gateway.providers.transport import UpstreamClient, sse_payloads
 
 # Our own request fields that mean nothing upstream.
 LOCAL_ONLY_FIELDS = ("api_key_ref", "session_id")
@@ -39,18 +33,7 @@ class OpenAICompatibleProvider:
         self.config = config
         self._api_key = api_key
         self._url = f"{config.base_url}/chat/completions"
-        self._session: aiohttp.ClientSession | None = None
-        self._complete_timeout = aiohttp.ClientTimeout(
-            total=config.timeout_s, sock_connect=config.connect_timeout_s
-        )
-        self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=config.connect_timeout_s, sock_read=config.stall_timeout_s
-        )
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = new_session(self.config.max_connections)
-        return self._session
+        self._http = UpstreamClient(config)
 
     def headers(self, call: Call) -> dict[str, str]:
         headers = {"Content-Type": "application/json", **self.config.headers}
@@ -79,48 +62,21 @@ class OpenAICompatibleProvider:
         return orjson.dumps(body)
 
     async def complete(self, call: Call) -> ProviderResult:
-        data = self.payload(call, stream=False)
-        try:
-            async with self._client().post(
-                self._url, data=data, headers=self.headers(call), timeout=self._complete_timeout
-            ) as resp:
-                raw = await resp.read()
-                if resp.status != 200:
-                    raise status_failure(resp.status, raw, resp.headers)
-        except aiohttp.ClientError as exc:
-            raise transport_failure(exc) from exc
-        except TimeoutError as exc:
-            raise UpstreamFailure("timeout", f"no answer within {self.config.timeout_s:g} s") from exc
-        try:
-            completion = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamFailure("bad_response", "the upstream answered with invalid JSON") from exc
+        completion = await self._http.post(
+            self._url, self.payload(call, stream=False), self.headers(call)
+        )
         if not isinstance(completion, dict) or "choices" not in completion:
             raise UpstreamFailure("bad_response", "the upstream's answer is not a chat completion")
         return ProviderResult(completion)
 
     async def stream(self, call: Call) -> SSEStream:
-        data = self.payload(call, stream=True)
-        try:
-            resp = await self._client().post(
-                self._url, data=data, headers=self.headers(call), timeout=self._stream_timeout
-            )
-        except aiohttp.ClientError as exc:
-            raise transport_failure(exc) from exc
-        except TimeoutError as exc:
-            raise UpstreamFailure("stall", "the upstream did not answer in time") from exc
-        if resp.status != 200:
-            try:
-                raw = await resp.read()
-            except (aiohttp.ClientError, TimeoutError):
-                raw = b""
-            resp.release()
-            raise status_failure(resp.status, raw, resp.headers)
+        resp = await self._http.open_stream(
+            self._url, self.payload(call, stream=True), self.headers(call)
+        )
         return SSEStream(resp, self.config.stall_timeout_s)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._http.close()
 
 
 class SSEStream:

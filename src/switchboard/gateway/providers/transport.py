@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from switchboard.gateway.config import DeploymentConfig
 from switchboard.gateway.providers.base import UpstreamFailure
 
 
@@ -58,10 +59,75 @@ def retry_after(headers: Any) -> float | None:
         return None
 
 
-def new_session(max_connections: int) -> aiohttp.ClientSession:
-    """A pooled keep-alive session (one per deployment, reused by every request)."""
-    connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=30, ttl_dns_cache=300)
-    return aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+class UpstreamClient:
+    """One deployment's pooled keep-alive session and timeouts: whole answers and opened streams,
+    with every transport error and error status already an ``UpstreamFailure``."""
+
+    def __init__(self, config: DeploymentConfig) -> None:
+        self.config = config
+        self._session: aiohttp.ClientSession | None = None
+        self._complete_timeout = aiohttp.ClientTimeout(
+            total=config.timeout_s, sock_connect=config.connect_timeout_s
+        )
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=config.connect_timeout_s, sock_read=config.stall_timeout_s
+        )
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self.config.max_connections, keepalive_timeout=30, ttl_dns_cache=300
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, skip_auto_headers=("User-Agent",)
+            )
+        return self._session
+
+    async def post(self, url: str, data: bytes, headers: dict[str, str]) -> Any:
+        """POST and parse the 200 answer's JSON."""
+        try:
+            async with self._client().post(
+                url, data=data, headers=headers, timeout=self._complete_timeout
+            ) as resp:
+                raw = await resp.read()
+                if resp.status != 200:
+                    raise status_failure(resp.status, raw, resp.headers)
+        except aiohttp.ClientError as exc:
+            raise transport_failure(exc) from exc
+        except TimeoutError as exc:
+            raise UpstreamFailure(
+                "timeout", f"no answer within {self.config.timeout_s:g} s"
+            ) from exc
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamFailure("bad_response", "the upstream answered with invalid JSON") \
+                from exc
+
+    async def open_stream(
+        self, url: str, data: bytes, headers: dict[str, str]
+    ) -> aiohttp.ClientResponse:
+        """POST and return the 200 response, its body (the stream) unread."""
+        try:
+            resp = await self._client().post(
+                url, data=data, headers=headers, timeout=self._stream_timeout
+            )
+        except aiohttp.ClientError as exc:
+            raise transport_failure(exc) from exc
+        except TimeoutError as exc:
+            raise UpstreamFailure("stall", "the upstream did not answer in time") from exc
+        if resp.status != 200:
+            try:
+                raw = await resp.read()
+            except (aiohttp.ClientError, TimeoutError):
+                raw = b""
+            resp.release()
+            raise status_failure(resp.status, raw, resp.headers)
+        return resp
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
 
 def status_failure(status: int, raw: bytes, headers: Any) -> UpstreamFailure:
