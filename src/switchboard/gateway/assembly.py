@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from switchboard.gateway.accounting import estimate_tokens
 from switchboard.gateway.config import DeploymentConfig
 from switchboard.gateway.providers.base import Provider
 from switchboard.gateway.router import ProviderRouter
@@ -40,7 +41,7 @@ def build_router(
     def tokenize(text: str) -> int:
         models = catalog.list()
         if not models:
-            return max(1, -(-len(text.encode()) // 4))
+            return estimate_tokens(text)  # ~4 bytes a token
         return len(models[0].llama.tokenize(text, add_special=False))
 
     return ProviderRouter(config, providers, GatewayTelemetry(registry), tokenize, secrets)

@@ -38,7 +38,7 @@ from switchboard.serving import ModelNotFound, Unsupported
 
 log = logging.getLogger(__name__)
 
-MAX_RETRY_WAIT_S = 5.0  # a longer Retry-After moves on instead of waiting
+MAX_RETRY_WAIT_S = 5.0  # a longer Retry-After is waited only this long
 LATENCY_SMOOTHING = 0.3
 
 
@@ -48,7 +48,6 @@ class Deployment:
 
     config: DeploymentConfig
     provider: Provider
-    price: Price | None = None
     in_flight: int = 0
     latency_s: float | None = None  # moving average of time to first token
     failures: int = 0  # consecutive
@@ -97,7 +96,7 @@ class ProviderRouter:
         self.tokenize = tokenize
         self._secrets = secrets or {}
         self.deployments = {
-            d.id: Deployment(d, providers[d.id], d.price) for d in config.deployments
+            d.id: Deployment(d, providers[d.id]) for d in config.deployments
         }
         self.routes: dict[str, ModelRoute] = {}
         for route in config.models:
@@ -148,28 +147,31 @@ class ProviderRouter:
         attempts = _Attempts()
         async for dep, route in self._candidates(request.model, deployment, attempts, retries):
             clock = RequestClock()
-            self._begin(dep)
+            self.begin(dep)
             try:
                 result = await dep.provider.complete(self._call(request, body, dep))
             except UpstreamFailure as failure:
-                self._failed(dep, failure, attempts)
+                self.failed(dep, failure)
+                attempts.last = failure
+                if not failure.retryable:
+                    raise
                 continue
             except asyncio.CancelledError:
-                self._end(dep, "cancelled")
+                self.end(dep, "cancelled")
                 raise
             except Exception:
-                self._end(dep, "client_error")
+                self.end(dep, "client_error")
                 raise
             clock.stop()
             if result.time_to_first_token_s is not None:
                 clock.first_token = clock.start + result.time_to_first_token_s
-            self._succeeded(dep, clock, clock.end - clock.start)  # type: ignore[operator]
+            self.succeeded(dep, clock)
             completion = result.completion
             counter = UsageCounter()
             counter.observe_completion(completion)
             usage, estimated = counter.final(body, self.tokenize)
             completion["usage"] = usage
-            completion["metrics"] = response_metrics(usage, self._price(dep, route), clock, estimated)
+            completion["metrics"] = response_metrics(usage, self.price(dep, route), clock, estimated)
             return Answer(completion, dep, route)
         raise self._exhausted(attempts)
 
@@ -187,7 +189,7 @@ class ProviderRouter:
         attempts = _Attempts()
         async for dep, route in self._candidates(request.model, deployment, attempts, retries):
             clock = RequestClock()
-            self._begin(dep)
+            self.begin(dep)
             upstream: UpstreamStream | None = None
             try:
                 upstream = await dep.provider.stream(self._call(request, body, dep))
@@ -199,12 +201,15 @@ class ProviderRouter:
             except UpstreamFailure as failure:
                 if upstream is not None:
                     await upstream.aclose()
-                self._failed(dep, failure, attempts)
+                self.failed(dep, failure)
+                attempts.last = failure
+                if not failure.retryable:
+                    raise
                 continue
             except BaseException:
                 if upstream is not None:
                     await upstream.aclose()
-                self._end(dep, "client_error")
+                self.end(dep, "client_error")
                 raise
             return RoutedStream(self, dep, route, body, upstream, events, first, clock,
                                 include_usage)
@@ -283,19 +288,20 @@ class ProviderRouter:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    # -- health -------------------------------------------------------------------------------
+    # -- health (also recorded by RoutedStream when a stream ends) ------------------------------
 
-    def _begin(self, dep: Deployment) -> None:
+    def begin(self, dep: Deployment) -> None:
         dep.in_flight += 1
         self.telemetry.in_flight.labels(dep.id, dep.kind).inc()
 
-    def _end(self, dep: Deployment, outcome: str) -> None:
+    def end(self, dep: Deployment, outcome: str) -> None:
         dep.in_flight -= 1
         self.telemetry.in_flight.labels(dep.id, dep.kind).dec()
         self.telemetry.requests.labels(dep.id, dep.kind, outcome).inc()
 
-    def _succeeded(self, dep: Deployment, clock: RequestClock, latency: float) -> None:
-        self._end(dep, "success")
+    def succeeded(self, dep: Deployment, clock: RequestClock) -> None:
+        self.end(dep, "success")
+        latency = (clock.end or time.perf_counter()) - clock.start
         ttft = (clock.first_token or clock.end or clock.start) - clock.start
         dep.latency_s = ttft if dep.latency_s is None else (
             LATENCY_SMOOTHING * ttft + (1 - LATENCY_SMOOTHING) * dep.latency_s
@@ -306,14 +312,13 @@ class ProviderRouter:
         self.telemetry.latency.labels(dep.id, dep.kind).observe(latency)
         self.telemetry.ttft.labels(dep.id, dep.kind).observe(ttft)
 
-    def _failed(self, dep: Deployment, failure: UpstreamFailure, attempts: _Attempts | None) -> None:
-        self._end(dep, "failure")
+    def failed(self, dep: Deployment, failure: UpstreamFailure) -> None:
+        """Count the failure; retryable ones (the deployment's fault) lead to a cooldown."""
+        self.end(dep, "failure")
         self.telemetry.failures.labels(dep.id, dep.kind, failure.kind).inc()
         log.warning("deployment %s failed (%s): %s", dep.id, failure.kind, failure.message)
-        if attempts is not None:
-            attempts.last = failure
         if not failure.retryable:
-            raise failure
+            return
         dep.failures += 1
         cooldown = 0.0
         if failure.kind == "rate_limited" and failure.retry_after_s:
@@ -331,8 +336,9 @@ class ProviderRouter:
         return UpstreamFailure("overloaded", "no deployment of this model is available", 503,
                                retry_after_s=1.0)
 
-    def _price(self, dep: Deployment, route: ModelRoute | None) -> Price:
-        return dep.price or (route.price if route else Price())
+    @staticmethod
+    def price(dep: Deployment, route: ModelRoute | None) -> Price:
+        return dep.config.price or (route.price if route else Price())
 
     async def close(self) -> None:
         for dep in self.deployments.values():
@@ -388,7 +394,7 @@ class RoutedStream:
             raise
         self._clock.stop()
         usage, estimated = counter.final(self._body, self.router.tokenize)
-        price = self.router._price(self.deployment, self.route)
+        price = self.router.price(self.deployment, self.route)
         self.metrics = response_metrics(usage, price, self._clock, estimated)
         self._finish(None)
         if self._include_usage:
@@ -401,13 +407,11 @@ class RoutedStream:
             return
         self._closed = True
         if failure is not None:
-            self.router._failed(self.deployment, failure, None) if failure.retryable else \
-                self.router._end(self.deployment, "failure")
+            self.router.failed(self.deployment, failure)
         elif outcome == "success":
-            self.router._succeeded(self.deployment, self._clock,
-                                   (self._clock.end or time.perf_counter()) - self._clock.start)
+            self.router.succeeded(self.deployment, self._clock)
         else:
-            self.router._end(self.deployment, outcome)
+            self.router.end(self.deployment, outcome)
 
     async def aclose(self) -> None:
         self._finish(None, "cancelled")

@@ -15,6 +15,7 @@ from switchboard import __version__
 from switchboard.engine import ChatTemplate, Engine, EngineConfig, LlamaModel
 from switchboard.engine.embedded import embedded_model_path
 from switchboard.engine.weights import prepare_weights
+from switchboard.gateway.config import DeploymentConfig
 from switchboard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,31 +63,35 @@ class ModelCatalog:
 
     async def load(self) -> None:
         """Load every local deployment's model off the event loop."""
+        sources = {d.id: self._source(d) for d in self.deployments}
         by_path: dict[Path, LocalModel] = {}
         for dep in self.deployments:
-            source = dep.path or self.settings.model or embedded_model_path()
+            source = sources[dep.id]
             public_id = dep.model or (
                 dep.path.name.removesuffix(".gguf") if dep.path else self.settings.served_model_id
             )
-            reserved = tuple(
+            reserved = tuple(  # the dedicated deployments sharing this file's engine
                 (d.id, d.reserved_sequences) for d in self.deployments
-                if d.reserved_sequences and (d.path or self.settings.model) == (
-                    dep.path or self.settings.model)
+                if d.reserved_sequences and sources[d.id] == source
             )
             try:
-                if source.resolve() not in by_path:
-                    by_path[source.resolve()] = await asyncio.to_thread(
+                if source not in by_path:
+                    by_path[source] = await asyncio.to_thread(
                         self._load_local, self.settings, source, public_id, reserved
                     )
             except Exception as exc:  # reported by /health, never silently
                 log.error("model %s failed to load: %s", dep.id, exc)
                 self.load_error = str(exc)
                 return
-            self._models[dep.id] = by_path[source.resolve()]
+            self._models[dep.id] = by_path[source]
         self.loaded_at = time.monotonic()
         for dep_id, model in self._models.items():
             log.info("deployment %s (%s) ready in %.2f s", dep_id, model.id,
                      self.loaded_at - self._started)
+
+    def _source(self, dep: DeploymentConfig) -> Path:
+        """The GGUF a local deployment serves (deployments of one file share its engine)."""
+        return (dep.path or self.settings.model or embedded_model_path()).resolve()
 
     @staticmethod
     def _load_local(

@@ -10,7 +10,7 @@ attempt (same or another deployment) may succeed; it is only ever raised before 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from switchboard.protocol.chat import ChatCompletionRequest
@@ -54,7 +54,6 @@ class Call:
     request: ChatCompletionRequest
     body: dict[str, Any]
     api_key: str | None = None  # from `api_key_ref`, overrides the deployment's key
-    want_usage: bool = True  # ask the upstream for usage (streams: include_usage)
 
 
 @dataclass
@@ -71,7 +70,6 @@ class ProviderResult:
 
     completion: dict[str, Any]
     time_to_first_token_s: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class UpstreamStream(Protocol):

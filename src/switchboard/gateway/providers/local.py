@@ -24,7 +24,7 @@ class LocalProvider:
 
     async def _start(self, call: Call, stream: bool = False) -> ChatRun:
         update: dict[str, object] = {"model": self.config.id}
-        if stream and call.want_usage:  # the router decides whether the client sees it
+        if stream:  # always ask for usage; the router decides whether the client sees it
             options = call.request.stream_options or StreamOptions()
             update["stream_options"] = options.model_copy(update={"include_usage": True})
         request = call.request.model_copy(update=update)

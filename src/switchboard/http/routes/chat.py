@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from switchboard.gateway.router import Answer, ProviderRouter
+from switchboard.gateway.router import ProviderRouter
 from switchboard.http.errors import to_api_error
 from switchboard.http.sse import sse_stream
 from switchboard.protocol.chat import ChatCompletionRequest
@@ -116,6 +116,3 @@ async def _wait_disconnect(request: Request) -> None:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             return
-
-
-__all__ = ["Answer", "complete", "router", "until_disconnected"]

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from switchboard.gateway.config import ModelRoute
 from switchboard.gateway.router import ProviderRouter
 from switchboard.protocol.responses import ErrorResponse, ModelCard, ModelList
-from switchboard.serving import ModelCatalog
+from switchboard.serving import ModelCatalog, ModelNotFound, ModelsLoading
 
 router = APIRouter(tags=["models"])
 
@@ -21,9 +21,7 @@ def _card(route: ModelRoute, request: Request, name: str | None = None) -> Model
         if gateway.deployments[dep_id].kind == "local":
             try:
                 local = catalog.get(dep_id)
-            except LookupError:
-                continue
-            except RuntimeError:  # still loading
+            except (ModelNotFound, ModelsLoading):
                 continue
             created, context = local.created, local.context_length
             break
