@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.services import postgres_server, redis_server
+
 DATA = Path(__file__).parent / "data"
 API_KEY = "sk-test-switchboard-0123456789"
 TELKOM_ROOT = "/Telkom-LLM/0.0.4"
@@ -52,7 +54,8 @@ def start_server(
     port = free_port()
     log_path = tmp / f"server-{port}.log"
     cmd = [sys.executable, "-m", "switchboard", "serve", "--port", str(port), *args]
-    full_env = {"SWITCHBOARD_CACHE_DIR": str(tmp / "cache"), **os.environ, **(env or {})}
+    full_env = {"SWITCHBOARD_CACHE_DIR": str(tmp / "cache"), **os.environ,
+                "SWITCHBOARD_DATA_DIR": str(tmp / "data"), **(env or {})}
     process = subprocess.Popen(
         cmd, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, env=full_env
     )
@@ -87,6 +90,25 @@ def stop_server(server: RunningServer) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session (skips, with the reason, if not installed)."""
+    try:
+        with postgres_server() as url:
+            yield url
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    try:
+        with redis_server() as url:
+            yield url
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from switchboard import __version__
+from switchboard.keys_command import add_keys_command, run_keys_command
 from switchboard.settings import Settings, load_settings
 
 log = logging.getLogger("switchboard")
@@ -53,19 +54,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="reuse KV cells of shared prompt prefixes (default: on with flash attention)",
     )
     serve.add_argument("--log-level", help="debug, info, warning, error")
+    add_storage_arguments(serve)
+    serve.add_argument("--redis-url", help="redis://host:port/0: rate-limit counters shared by "
+                       "replicas (default: in this process)")
+    serve.add_argument("--admin-key", help="key for the admin API (/admin/...)")
+    serve.add_argument("--ledger", action=argparse.BooleanOptionalAction, default=None,
+                       help="record every request in the usage ledger (default: on)")
+    serve.add_argument("--log-content", action=argparse.BooleanOptionalAction, default=None,
+                       help="store message contents in the ledger (default: off)")
+    add_keys_command(commands)
     return parser
+
+
+def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path,
+                        help="SQLite database folder (default ~/.local/share/switchboard)")
+    parser.add_argument("--database-url", help="postgresql+asyncpg://user:pass@host/db")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    values: dict[str, Any] = {k: v for k, v in vars(args).items()
+                              if k not in ("command", "action", "func") and not k.startswith("k_")}
+    try:
+        settings = load_settings(values)
+    except (ValidationError, ValueError) as exc:
+        print(f"switchboard: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
     if args.command == "serve":
-        values: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command"}
-        try:
-            settings = load_settings(values)
-        except (ValidationError, ValueError) as exc:
-            print(f"switchboard: invalid configuration:\n{exc}", file=sys.stderr)
-            return 2
         return serve(settings)
+    if args.command == "keys":
+        return run_keys_command(settings, args)
     return 1
 
 

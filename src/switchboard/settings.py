@@ -23,6 +23,11 @@ def _default_cache_dir() -> Path:
     return Path(base) / "switchboard"
 
 
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "switchboard"
+
+
 class Settings(BaseSettings):
     """Server configuration. Precedence: CLI flag > environment > config file > default."""
 
@@ -75,6 +80,29 @@ class Settings(BaseSettings):
     )
     log_level: str = "info"
 
+    # Governance: keys, limits, usage ledger
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where the SQLite database lives (when no --database-url is given).",
+    )
+    database_url: SecretStr | None = Field(
+        default=None, description="e.g. postgresql+asyncpg://user:pass@host/db (default: SQLite)."
+    )
+    redis_url: SecretStr | None = Field(
+        default=None, description="Keep rate-limit counters in Redis, shared by replicas."
+    )
+    admin_key: SecretStr | None = Field(
+        default=None, description="Key for the admin API (/admin/…); also a key without limits."
+    )
+    ledger: bool = Field(default=True, description="Record every request in the usage ledger.")
+    log_content: bool = Field(
+        default=False, description="Store message contents in the ledger (off: metadata only)."
+    )
+    key_cache_ttl_s: float = Field(
+        default=5.0, ge=0, description="How long a stored key's lookup is cached (revocation lag)."
+    )
+    ledger_flush_s: float = Field(default=0.5, gt=0, description="Ledger write interval.")
+
     # Gateway: the config file's top-level `secrets`, `deployments` and `models`.
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
 
@@ -105,7 +133,7 @@ class Settings(BaseSettings):
     def bind_host(self) -> str:
         if self.host:
             return self.host
-        return "0.0.0.0" if self.api_keys else "127.0.0.1"
+        return "0.0.0.0" if self.api_keys or self.admin_key else "127.0.0.1"
 
     @property
     def use_flash_attn(self) -> bool:

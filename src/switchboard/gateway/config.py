@@ -142,6 +142,8 @@ class ModelRoute(_Strict):
     fallbacks: list[str] = Field(default_factory=list)
     price: Price = Field(default_factory=Price)
     owned_by: str = "switchboard"
+    rpm: int | None = Field(default=None, ge=1, description="Requests/min, all keys together.")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens/min, all keys together.")
 
 
 class GatewayConfig(_Strict):

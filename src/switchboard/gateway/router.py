@@ -123,6 +123,18 @@ class ProviderRouter:
             raise ModelNotFound(f"deployments/{deployment_id}")
         return dep
 
+    def public_names(self, model: str | None, deployment: str | None = None) -> list[str]:
+        """The names a request's model goes by, its public name first (raises
+        ``ModelNotFound`` if unknown): what a key's model list is checked against."""
+        route = self.route_of(self.dedicated(deployment)) if deployment else self.resolve(model)
+        if route is None:
+            return [deployment or ""]
+        return [route.name, *route.aliases]
+
+    def model_limits(self, name: str) -> tuple[int | None, int | None]:
+        route = self.routes.get(name)
+        return (route.rpm, route.tpm) if route else (None, None)
+
     def route_of(self, dep: Deployment) -> ModelRoute | None:
         return next((r for r in self.config.models if dep.id in r.deployments), None)
 
@@ -370,13 +382,17 @@ class RoutedStream:
         self._clock = clock
         self._include_usage = include_usage
         self.metrics: dict[str, Any] | None = None
+        self.usage: dict[str, Any] | None = None
+        self.failure: UpstreamFailure | None = None
+        self.completed = False  # the upstream's stream reached its end
+        self._counter = UsageCounter()
         self._closed = False
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self._run()
 
     async def _run(self) -> AsyncIterator[StreamEvent]:
-        counter = UsageCounter()
+        counter = self._counter
         head = self._first.chunk
         event: StreamEvent | None = self._first
         try:
@@ -387,25 +403,37 @@ class RoutedStream:
                     yield event  # a usage-only chunk is replaced by ours below
                 event = await anext(self._events, None)
         except UpstreamFailure as failure:
+            self.failure = failure
             self._finish(failure)
             raise
         except BaseException:
             self._finish(None, "cancelled")
             raise
-        self._clock.stop()
-        usage, estimated = counter.final(self._body, self.router.tokenize)
-        price = self.router.price(self.deployment, self.route)
-        self.metrics = response_metrics(usage, price, self._clock, estimated)
         self._finish(None)
         if self._include_usage:
             yield StreamEvent({"id": head.get("id"), "object": "chat.completion.chunk",
                                "created": head.get("created"), "model": head.get("model"),
-                               "choices": [], "usage": usage, "metrics": self.metrics})
+                               "choices": [], "usage": self.usage, "metrics": self.metrics})
+
+    @property
+    def output_text(self) -> str:
+        """The text (and tool-call arguments) streamed so far."""
+        return "".join(self._counter.text)
+
+    def _measure(self) -> None:
+        """Usage and metrics of what streamed so far (a cut stream is charged what it sent)."""
+        self._clock.stop()
+        usage, estimated = self._counter.final(self._body, self.router.tokenize)
+        price = self.router.price(self.deployment, self.route)
+        self.usage = usage
+        self.metrics = response_metrics(usage, price, self._clock, estimated)
 
     def _finish(self, failure: UpstreamFailure | None, outcome: str = "success") -> None:
         if self._closed:
             return
         self._closed = True
+        self.completed = failure is None and outcome == "success"
+        self._measure()
         if failure is not None:
             self.router.failed(self.deployment, failure)
         elif outcome == "success":

@@ -14,10 +14,19 @@ from fastapi import Depends, FastAPI
 
 from switchboard import __version__
 from switchboard.gateway.assembly import build_router
-from switchboard.http.auth import KeyChecker
+from switchboard.governance.assembly import build_governance
+from switchboard.http.auth import authenticate, require_admin
 from switchboard.http.errors import install_error_handlers
 from switchboard.http.request_id import RequestIdMiddleware
-from switchboard.http.routes import chat, health, llmstudio, metrics, models
+from switchboard.http.routes import (
+    admin,
+    chat,
+    health,
+    llmstudio,
+    metrics,
+    models,
+    tracking,
+)
 from switchboard.serving import ChatService, ModelCatalog, ServingMetrics
 from switchboard.settings import Settings
 
@@ -29,15 +38,16 @@ DESCRIPTION = (
 
 def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastAPI:
     catalog = catalog or ModelCatalog(settings)
-    keys = KeyChecker([k.get_secret_value() for k in settings.api_keys])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loading = asyncio.create_task(catalog.load())
+        await api.state.governance.open()
         try:
             yield
         finally:
             loading.cancel()
+            await api.state.governance.close()  # writes the ledger's last rows
             await api.state.router.close()
             await asyncio.to_thread(catalog.close)
 
@@ -52,13 +62,15 @@ def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastA
     api.state.metrics = ServingMetrics(catalog.engine_stats)
     api.state.chat = ChatService(catalog, settings.default_max_tokens, api.state.metrics)
     api.state.router = build_router(settings, api.state.chat, catalog, api.state.metrics.registry)
+    api.state.governance = build_governance(settings, api.state.router.model_limits)
+    api.state.governor = api.state.governance.governor
     install_error_handlers(api)
     api.add_middleware(RequestIdMiddleware)
     api.include_router(health.router)
     api.include_router(metrics.router)
-    api.include_router(chat.router, dependencies=[Depends(keys)])
-    api.include_router(models.router, dependencies=[Depends(keys)])
-    api.include_router(llmstudio.router, dependencies=[Depends(keys)])
+    for routes in (chat, models, llmstudio, tracking):
+        api.include_router(routes.router, dependencies=[Depends(authenticate)])
+    api.include_router(admin.router, dependencies=[Depends(require_admin)])
     if not settings.root_path:
         return api
 

@@ -1,53 +1,40 @@
-"""API-key authentication: ``Authorization: Bearer KEY`` or Telkom's ``x-api-key: KEY``.
-
-Keys are compared in constant time against every configured key; no key is ever logged.
-"""
+"""Who is calling: ``authenticate`` (a FastAPI dependency) reads the key from
+``Authorization: Bearer KEY`` or Telkom's ``x-api-key: KEY``, asks the ``Governor`` and leaves the
+``Principal`` on ``request.state.principal``; ``require_admin`` guards the admin API."""
 
 from __future__ import annotations
 
-import hmac
-
 from fastapi import Request
 
-from switchboard.http.errors import APIError
+from switchboard.governance.governor import Governor
+from switchboard.governance.keys import Principal
+from switchboard.http.errors import APIError, to_api_error
 
 
-class KeyChecker:
-    def __init__(self, keys: list[str]) -> None:
-        self._keys = [k.encode() for k in keys]
-
-    @property
-    def open(self) -> bool:
-        return not self._keys
-
-    async def __call__(self, request: Request) -> None:
-        """FastAPI dependency: raise 401 unless the request carries a valid key (async, so
-        FastAPI does not hop to a worker thread for it)."""
-        if self.open:
-            return
-        presented = _presented_keys(request)
-        if not presented:
-            raise APIError(
-                401,
-                "You didn't provide an API key. Send it as 'Authorization: Bearer KEY' "
-                "or 'x-api-key: KEY'.",
-                type="authentication_error",
-                code="missing_api_key",
-            )
-        matched = False
-        for candidate in presented:  # no early exit: time does not depend on which key matched
-            for key in self._keys:
-                matched |= hmac.compare_digest(candidate.encode(), key)
-        if not matched:
-            raise APIError(
-                401,
-                "Incorrect API key provided.",
-                type="authentication_error",
-                code="invalid_api_key",
-            )
+async def authenticate(request: Request) -> None:
+    """Raise 401 unless the request carries a valid key (async: no worker-thread hop)."""
+    governor: Governor = request.app.state.governor
+    try:
+        request.state.principal = await governor.authenticate(presented_keys(request))
+    except Exception as exc:
+        raise to_api_error(exc) from exc
 
 
-def _presented_keys(request: Request) -> list[str]:
+async def require_admin(request: Request) -> None:
+    await authenticate(request)
+    if not request.app.state.governance.admin_enabled:
+        raise APIError(403, "The admin API is off: start the server with --admin-key.",
+                       type="permission_error", code="admin_disabled")
+    if not principal(request).admin:
+        raise APIError(403, "This endpoint needs the admin key.", type="permission_error",
+                       code="admin_only")
+
+
+def principal(request: Request) -> Principal:
+    return getattr(request.state, "principal", None) or Principal()
+
+
+def presented_keys(request: Request) -> list[str]:
     """Keys from both headers: SDK users often set ``x-api-key`` next to a placeholder Bearer."""
     keys = []
     auth = request.headers.get("authorization")

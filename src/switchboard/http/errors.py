@@ -15,9 +15,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from switchboard.engine import EngineError, EngineOverloaded, PromptTooLong, TemplateRenderError
+from switchboard.engine import (
+    EngineError,
+    EngineOverloaded,
+    PromptTooLong,
+    TemplateRenderError,
+)
 from switchboard.gateway.providers.base import UpstreamFailure
-from switchboard.serving import GenerationFailed, ModelNotFound, ModelsLoading, Unsupported
+from switchboard.governance.governor import GovernanceError
+from switchboard.serving import (
+    GenerationFailed,
+    ModelNotFound,
+    ModelsLoading,
+    Unsupported,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +71,9 @@ def to_api_error(exc: Exception) -> APIError:
     """Translate an exception from the serving or engine layer into an ``APIError``."""
     if isinstance(exc, APIError):
         return exc
+    if isinstance(exc, GovernanceError):
+        return APIError(exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code,
+                        headers=dict(exc.headers))
     if isinstance(exc, ModelNotFound):
         return APIError(404, str(exc), param="model", code="model_not_found")
     if isinstance(exc, Unsupported):
@@ -175,6 +189,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(APIError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     for known in (ModelNotFound, ModelsLoading, Unsupported, EngineError, TemplateRenderError,
-                  UpstreamFailure):
+                  UpstreamFailure, GovernanceError):
         app.add_exception_handler(known, _unexpected)
     app.add_exception_handler(Exception, _unexpected)

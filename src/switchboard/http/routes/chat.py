@@ -12,10 +12,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from switchboard.gateway.router import ProviderRouter
-from switchboard.http.errors import to_api_error
+from switchboard.http import metering
+from switchboard.http.errors import APIError, to_api_error
 from switchboard.http.sse import sse_stream
 from switchboard.protocol.chat import ChatCompletionRequest
-from switchboard.protocol.responses import ChatCompletion, ErrorResponse, ValidationErrorResponse
+from switchboard.protocol.responses import (
+    ChatCompletion,
+    ErrorResponse,
+    ValidationErrorResponse,
+)
 
 IGNORED_HEADER = "x-switchboard-ignored-params"
 DEPLOYMENT_HEADER = "x-switchboard-deployment"
@@ -31,6 +36,7 @@ _responses: dict[int | str, dict[str, Any]] = {
     },
     400: {"model": ErrorResponse},
     401: {"model": ErrorResponse},
+    403: {"model": ErrorResponse},
     404: {"model": ErrorResponse},
     422: {"model": ValidationErrorResponse},
     429: {"model": ErrorResponse},
@@ -76,21 +82,35 @@ async def complete(
     if body.ignored_params:
         headers[IGNORED_HEADER] = ",".join(body.ignored_params)
     try:
+        admission = await metering.admit(request, body, raw, deployment)
+    except APIError as error:
+        error.headers.update(headers)
+        return error.response()
+    headers.update(admission.headers)
+    try:
         if body.stream:
             stream = await gateway.stream(body, raw, deployment, include_usage=body.include_usage)
         else:
             answer = await until_disconnected(gateway.complete(body, raw, deployment), request)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
         error = to_api_error(exc)
+        await admission.finish(metering.failed(error))
         error.headers.update(headers)
         return error.response()
     if body.stream:
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
                         DEPLOYMENT_HEADER: stream.deployment.id})
-        frames = sse_stream(stream, lambda exc: to_api_error(exc).body(), stream.aclose)
+
+        async def closed() -> None:
+            await stream.aclose()
+            await admission.finish(metering.streamed(stream))
+
+        frames = sse_stream(stream, lambda exc: to_api_error(exc).body(), closed)
         return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
     if answer is None:
+        await admission.finish(metering.failed(APIError(499, "the client disconnected")))
         return Response(status_code=499)
+    await admission.finish(metering.answered(answer))
     headers[DEPLOYMENT_HEADER] = answer.deployment.id
     return Response(orjson.dumps(answer.completion), media_type="application/json",
                     headers=headers)

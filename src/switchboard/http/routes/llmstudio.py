@@ -22,6 +22,8 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from switchboard.gateway.router import ProviderRouter, RoutedStream
+from switchboard.governance.governor import Admission
+from switchboard.http import metering
 from switchboard.http.errors import APIError, to_api_error
 from switchboard.http.routes.chat import until_disconnected
 from switchboard.protocol.chat import ChatCompletionRequest
@@ -100,17 +102,27 @@ async def chat(provider: str, payload: EngineChatRequest, request: Request) -> R
         "session_id": payload.session_id,
     }
     try:
+        admission = await metering.admit(request, openai_request, body, endpoint="llmstudio")
+    except APIError as error:
+        return error.response()
+    try:
         if payload.is_stream:
             stream = await gateway.stream(openai_request, body, include_usage=True,
                                           retries=retries)
-            return StreamingResponse(_lines(stream, context), media_type="application/json")
+            return StreamingResponse(_lines(stream, context, admission),
+                                     media_type="application/json", headers=admission.headers)
         answer = await until_disconnected(
             gateway.complete(openai_request, body, retries=retries), request
         )
     except Exception as exc:  # noqa: BLE001
-        return to_api_error(exc).response()
+        error = to_api_error(exc)
+        await admission.finish(metering.failed(error))
+        error.headers.update(admission.headers)
+        return error.response()
     if answer is None:
+        await admission.finish(metering.failed(APIError(499, "the client disconnected")))
         return Response(status_code=499)
+    await admission.finish(metering.answered(answer))
     completion = answer.completion
     message = completion["choices"][0]["message"] if completion.get("choices") else {}
     result = {
@@ -122,10 +134,13 @@ async def chat(provider: str, payload: EngineChatRequest, request: Request) -> R
         "deployment": answer.deployment.id,
         "timestamp": time.time(),
     }
-    return Response(orjson.dumps(result), media_type="application/json")
+    return Response(orjson.dumps(result), media_type="application/json",
+                    headers=admission.headers)
 
 
-async def _lines(stream: RoutedStream, context: dict[str, Any]) -> AsyncIterator[bytes]:
+async def _lines(
+    stream: RoutedStream, context: dict[str, Any], admission: Admission
+) -> AsyncIterator[bytes]:
     """One JSON object per chunk, newline-terminated; errors in-band as ``{"error": …}``."""
     output: list[str] = []
     try:
@@ -146,6 +161,7 @@ async def _lines(stream: RoutedStream, context: dict[str, Any]) -> AsyncIterator
         yield orjson.dumps(to_api_error(exc).body()) + b"\n"
     finally:
         await stream.aclose()
+        await admission.finish(metering.streamed(stream))
 
 
 def _last_user_text(messages: list[dict[str, Any]]) -> str:

@@ -1,4 +1,5 @@
-"""``GET /v1/models`` and ``GET /v1/models/{id}``: the public model names (aliases resolve)."""
+"""``GET /v1/models`` and ``GET /v1/models/{id}``: the public model names (aliases resolve);
+a key limited to some models sees only those."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from fastapi import APIRouter, Request
 
 from switchboard.gateway.config import ModelRoute
 from switchboard.gateway.router import ProviderRouter
+from switchboard.http.auth import principal
 from switchboard.protocol.responses import ErrorResponse, ModelCard, ModelList
 from switchboard.serving import ModelCatalog, ModelNotFound, ModelsLoading
 
@@ -33,7 +35,9 @@ def _card(route: ModelRoute, request: Request, name: str | None = None) -> Model
 @router.get("/models", response_model=ModelList, include_in_schema=False)
 async def list_models(request: Request) -> ModelList:
     gateway: ProviderRouter = request.app.state.router
-    return ModelList(data=[_card(route, request) for route in gateway.config.models])
+    key = principal(request).key
+    return ModelList(data=[_card(route, request) for route in gateway.config.models
+                           if key is None or key.allows(route.name, *route.aliases)])
 
 
 @router.get(

@@ -1,0 +1,54 @@
+"""Wire schemas of the admin API: API keys (create / update) and usage queries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from switchboard.governance.keys import parse_duration, parse_expiry
+
+
+class ModelLimitSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+
+
+class KeyUpdate(BaseModel):
+    """Fields to change on a key; ``null`` clears a limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    models: list[str] | None = Field(default=None, description="Allowed public model names.")
+    rpm: int | None = Field(default=None, ge=1, description="Requests per minute.")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens per minute.")
+    model_limits: dict[str, ModelLimitSpec] | None = Field(
+        default=None, description="Per-model rpm/tpm for this key.")
+    max_parallel: int | None = Field(default=None, ge=1, description="Requests at once.")
+    budget_usd: float | None = Field(default=None, ge=0, description="Spend cap in USD.")
+    budget_period: str | None = Field(
+        default=None, description="Budget period (1h, 1d, 7d, 30d…); none = key's lifetime.")
+    expires_at: datetime | None = Field(
+        default=None, description="Expiry: ISO date/time, or a duration from now (30d).")
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("budget_period")
+    @classmethod
+    def _period(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _expiry(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_expiry(value)
+        return value
+
+
+class KeyCreate(KeyUpdate):
+    name: str = Field(min_length=1, max_length=200)  # type: ignore[assignment]

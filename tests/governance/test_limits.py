@@ -1,0 +1,113 @@
+"""Rate-limit counters, in memory and in a real Redis: the same behaviour from both."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from switchboard.governance.limits import (
+    LimitStore,
+    MemoryLimitStore,
+    RedisLimitStore,
+    Scope,
+    Spend,
+)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_store(request: pytest.FixtureRequest) -> Iterator:
+    def make() -> LimitStore:
+        if request.param == "memory":
+            return MemoryLimitStore()
+        return RedisLimitStore(request.getfixturevalue("redis_url"),
+                               namespace=f"t{id(request)}-{make.count}")
+    make.count = 0  # type: ignore[attr-defined]
+    yield make
+
+
+def run(coro):  # noqa: ANN001, ANN201
+    return asyncio.run(coro)
+
+
+def test_requests_per_minute_is_exact(make_store) -> None:  # noqa: ANN001
+    async def go() -> None:
+        store = make_store()
+        scope = [Scope("k:a", rpm=5)]
+        verdicts = [await store.admit(f"r{i}", scope, None, None) for i in range(8)]
+        assert [v.allowed for v in verdicts] == [True] * 5 + [False] * 3
+        assert [v.requests.remaining for v in verdicts[:5]] == [4, 3, 2, 1, 0]
+        refused = verdicts[5]
+        assert refused.reason == "requests"
+        assert 55 < refused.retry_after_s <= 60
+        assert refused.requests.limit == 5 and refused.requests.remaining == 0
+        # another key's counters are its own
+        assert (await store.admit("x", [Scope("k:b", rpm=5)], None, None)).allowed
+        await store.close()
+    run(go())
+
+
+def test_tokens_per_minute_counts_settled_usage(make_store) -> None:  # noqa: ANN001
+    async def go() -> None:
+        store = make_store()
+        scope = [Scope("k:t", tpm=100)]
+        first = await store.admit("r1", scope, None, None)
+        assert first.allowed and first.tokens.remaining == 100
+        await store.settle(scope, 60, None, None, 0.0)
+        second = await store.admit("r2", scope, None, None)
+        assert second.allowed and second.tokens.remaining == 40
+        await store.settle(scope, 45, None, None, 0.0)
+        third = await store.admit("r3", scope, None, None)
+        assert not third.allowed and third.reason == "tokens"
+        assert third.tokens.remaining == 0 and third.retry_after_s > 50
+        await store.close()
+    run(go())
+
+
+def test_tightest_scope_wins_and_refusal_counts_nothing(make_store) -> None:  # noqa: ANN001
+    async def go() -> None:
+        store = make_store()
+        key, per_model = Scope("k:c", rpm=10), Scope("km:c:m", rpm=2)
+        for i in range(2):
+            v = await store.admit(f"r{i}", [key, per_model], None, None)
+            assert v.allowed
+        assert v.requests.limit == 2 and v.requests.remaining == 0
+        refused = await store.admit("r3", [key, per_model], None, None)
+        assert not refused.allowed
+        # the key-wide scope still has 8 left: the refused request was not counted there
+        other = await store.admit("r4", [key], None, None)
+        assert other.allowed and other.requests.remaining == 7
+        await store.close()
+    run(go())
+
+
+def test_parallel_requests_and_release(make_store) -> None:  # noqa: ANN001
+    async def go() -> None:
+        store = make_store()
+        assert (await store.admit("a", [], ("k:p", 2), None)).allowed
+        assert (await store.admit("b", [], ("k:p", 2), None)).allowed
+        third = await store.admit("c", [], ("k:p", 2), None)
+        assert not third.allowed and third.reason == "parallel"
+        await store.settle([], 0, "k:p", None, 0.0)
+        assert (await store.admit("d", [], ("k:p", 2), None)).allowed
+        await store.close()
+    run(go())
+
+
+def test_budget_spend(make_store) -> None:  # noqa: ANN001
+    async def go() -> None:
+        store = make_store()
+        spend = Spend("k:s:0", budget_usd=1.0, ttl_s=3600)
+        unknown = await store.admit("a", [], None, spend)
+        assert not unknown.allowed and unknown.reason == "spend_unknown"
+        await store.seed_spend(spend, 0.25)
+        await store.seed_spend(spend, 99.0)  # seeding never overwrites a live counter
+        ok = await store.admit("b", [], None, spend)
+        assert ok.allowed and ok.spent_usd == pytest.approx(0.25)
+        await store.settle([], 10, None, spend, 0.8)
+        over = await store.admit("c", [], None, spend)
+        assert not over.allowed and over.reason == "budget"
+        assert over.spent_usd == pytest.approx(1.05)
+        await store.close()
+    run(go())
