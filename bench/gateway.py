@@ -88,9 +88,10 @@ def body(model: str, stream: bool) -> str:
     return json.dumps(request)
 
 
-def wrk(url: str, model: str, connections: int, seconds: int, stream: bool, tmp: Path) -> dict:
+def wrk(url: str, model: str, connections: int, seconds: int, stream: bool, tmp: Path,
+        key: str = KEY) -> dict:
     script = tmp / f"wrk-{model}-{connections}.lua"
-    script.write_text(WRK_SCRIPT % (KEY, body(model, stream)))
+    script.write_text(WRK_SCRIPT % (key, body(model, stream)))
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, check=True,
@@ -99,7 +100,8 @@ def wrk(url: str, model: str, connections: int, seconds: int, stream: bool, tmp:
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50_ms": float(p50.group(1)) * scale[p50.group(2)],  # type: ignore[union-attr]
+    sent = re.search(r"(\d+) requests in", out)
+    return {"rps": rps, "requests": int(sent.group(1)) if sent else 0, "p50_ms": float(p50.group(1)) * scale[p50.group(2)],  # type: ignore[union-attr]
             "errors": int(errors.group(1)) if errors else 0}
 
 
@@ -141,7 +143,7 @@ def main() -> None:
     }))
     servers = {"Switchboard": lambda port: [
         sys.executable, "-m", "switchboard", "serve", "--config", str(config), "--api-key", KEY,
-        "--port", str(port), "--log-level", "warning"]}
+        "--port", str(port), "--log-level", "warning", "--data-dir", str(tmp / "data")]}
     if args.litellm:
         python = litellm_python()
         litellm_config = tmp / "litellm.yaml"

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.services import postgres_server, redis_server
+from tests.services import ServiceMissing, postgres_server, redis_server
 
 DATA = Path(__file__).parent / "data"
 API_KEY = "sk-test-switchboard-0123456789"
@@ -92,23 +92,35 @@ def stop_server(server: RunningServer) -> None:
         server.process.wait()
 
 
+def _missing(exc: ServiceMissing) -> None:
+    """Skip with the reason, except in CI, where ``.ci/run`` installs the servers."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{exc} (CI must run these tests)")
+    pytest.skip(str(exc))
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL server for the session (skips, with the reason, if not installed)."""
+    """A throwaway PostgreSQL server for the session."""
     try:
-        with postgres_server() as url:
-            yield url
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+        server = postgres_server()
+        url = server.__enter__()
+    except ServiceMissing as exc:
+        _missing(exc)
+    yield url
+    server.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
+    """A throwaway Redis server for the session."""
     try:
-        with redis_server() as url:
-            yield url
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+        server = redis_server()
+        url = server.__enter__()
+    except ServiceMissing as exc:
+        _missing(exc)
+    yield url
+    server.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

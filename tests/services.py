@@ -16,6 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+class ServiceMissing(RuntimeError):
+    """The server's binaries are not installed (any other failure is a real error)."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -46,7 +50,7 @@ def postgres_server() -> Iterator[str]:
     """Yields an asyncpg URL. As root, the server runs as the ``postgres`` system user."""
     bindir = postgres_bin()
     if bindir is None:
-        raise FileNotFoundError("PostgreSQL is not installed (apt-get install postgresql)")
+        raise ServiceMissing("PostgreSQL is not installed (apt-get install postgresql)")
     root = Path(tempfile.mkdtemp(prefix="sb-pg-"))
     data = root / "data"
     prefix: list[str] = []
@@ -89,7 +93,7 @@ def postgres_server() -> Iterator[str]:
 def redis_server() -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
-        raise FileNotFoundError("Redis is not installed (apt-get install redis-server)")
+        raise ServiceMissing("Redis is not installed (apt-get install redis-server)")
     root = Path(tempfile.mkdtemp(prefix="sb-redis-"))
     port = free_port()
     server = subprocess.Popen(

@@ -107,7 +107,7 @@ def serve(settings: Settings) -> int:
     if (settings.ssl_certfile is None) != (settings.ssl_keyfile is None):
         print("switchboard: --ssl-certfile and --ssl-keyfile go together", file=sys.stderr)
         return 2
-    if not settings.api_keys:
+    if not settings.api_keys and not settings.admin_key:
         log.warning(
             "no API key configured: the server is open to anyone who can reach it, "
             "so it binds %s only (set --api-key to listen on other interfaces)",

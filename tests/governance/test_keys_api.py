@@ -63,6 +63,7 @@ def test_admin_api_needs_the_admin_key(governed: RunningServer, admin: Admin) ->
     assert admin.http.post("/admin/keys", json={"name": "x", "budget_period": "soon"}
                            ).status_code == 422
     assert admin.http.post("/admin/keys", json={"rpm": 5}).status_code == 422
+    assert admin.http.post("/admin/keys", json={"name": "x", "tpm": 10**12}).status_code == 422
     missing = admin.http.patch("/admin/keys/key_nope", json={"rpm": 3})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "key_not_found"
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 
@@ -17,21 +19,21 @@ from switchboard.governance.limits import (
 
 
 @pytest.fixture(params=["memory", "redis"])
-def make_store(request: pytest.FixtureRequest) -> Iterator:
+def make_store(request: pytest.FixtureRequest) -> Callable[[], LimitStore]:
+    """Each test's store starts empty (its own Redis key namespace)."""
     def make() -> LimitStore:
         if request.param == "memory":
             return MemoryLimitStore()
         return RedisLimitStore(request.getfixturevalue("redis_url"),
-                               namespace=f"t{id(request)}-{make.count}")
-    make.count = 0  # type: ignore[attr-defined]
-    yield make
+                               namespace=f"test-{uuid.uuid4().hex}")
+    return make
 
 
-def run(coro):  # noqa: ANN001, ANN201
-    return asyncio.run(coro)
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(coro)
 
 
-def test_requests_per_minute_is_exact(make_store) -> None:  # noqa: ANN001
+def test_requests_per_minute_is_exact(make_store: Callable[[], LimitStore]) -> None:
     async def go() -> None:
         store = make_store()
         scope = [Scope("k:a", rpm=5)]
@@ -48,7 +50,7 @@ def test_requests_per_minute_is_exact(make_store) -> None:  # noqa: ANN001
     run(go())
 
 
-def test_tokens_per_minute_counts_settled_usage(make_store) -> None:  # noqa: ANN001
+def test_tokens_per_minute_counts_settled_usage(make_store: Callable[[], LimitStore]) -> None:
     async def go() -> None:
         store = make_store()
         scope = [Scope("k:t", tpm=100)]
@@ -65,7 +67,7 @@ def test_tokens_per_minute_counts_settled_usage(make_store) -> None:  # noqa: AN
     run(go())
 
 
-def test_tightest_scope_wins_and_refusal_counts_nothing(make_store) -> None:  # noqa: ANN001
+def test_tightest_scope_wins_and_refusal_counts_nothing(make_store: Callable[[], LimitStore]) -> None:
     async def go() -> None:
         store = make_store()
         key, per_model = Scope("k:c", rpm=10), Scope("km:c:m", rpm=2)
@@ -82,7 +84,7 @@ def test_tightest_scope_wins_and_refusal_counts_nothing(make_store) -> None:  # 
     run(go())
 
 
-def test_parallel_requests_and_release(make_store) -> None:  # noqa: ANN001
+def test_parallel_requests_and_release(make_store: Callable[[], LimitStore]) -> None:
     async def go() -> None:
         store = make_store()
         assert (await store.admit("a", [], ("k:p", 2), None)).allowed
@@ -95,7 +97,7 @@ def test_parallel_requests_and_release(make_store) -> None:  # noqa: ANN001
     run(go())
 
 
-def test_budget_spend(make_store) -> None:  # noqa: ANN001
+def test_budget_spend(make_store: Callable[[], LimitStore]) -> None:
     async def go() -> None:
         store = make_store()
         spend = Spend("k:s:0", budget_usd=1.0, ttl_s=3600)

@@ -12,7 +12,13 @@ import pytest
 
 from tests.conftest import RunningServer
 from tests.gateway.upstream import FakeUpstream
-from tests.governance.conftest import COST_PER_PAID_ANSWER, MSG, TOKENS_PER_ANSWER, Admin, sdk
+from tests.governance.conftest import (
+    COST_PER_PAID_ANSWER,
+    MSG,
+    TOKENS_PER_ANSWER,
+    Admin,
+    sdk,
+)
 
 
 def test_requests_per_minute(governed: RunningServer, admin: Admin) -> None:

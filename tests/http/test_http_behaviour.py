@@ -50,16 +50,19 @@ def test_health_needs_no_key_and_docs_exist(server: RunningServer) -> None:
     assert httpx.get(server.base + "/v1/models", headers={"x-api-key": API_KEY}).status_code == 200
 
 
-def test_health_is_503_while_loading() -> None:
+def test_health_is_503_while_loading(tmp_path: Path) -> None:
     async def scenario() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
-        catalog = ModelCatalog(Settings())
-        app = create_app(Settings(), catalog)
+        settings = Settings(data_dir=tmp_path)
+        catalog = ModelCatalog(settings)
+        app = create_app(settings, catalog)
+        await app.state.governance.open()  # the part of the lifespan this test needs
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             loading = await client.get("/health")
             chat = await client.post("/v1/chat/completions", json=BODY)
             await catalog.load()
             ready = await client.get("/health")
+        await app.state.governance.close()
         catalog.close()
         return loading, chat, ready
 

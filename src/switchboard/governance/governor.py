@@ -12,6 +12,8 @@ Redis round trip, and ledger rows are written in batches.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import uuid
 from collections.abc import Callable
@@ -23,6 +25,8 @@ from switchboard.governance.keys import ApiKey, KeyRing, Principal
 from switchboard.governance.ledger import UsageLedger
 from switchboard.governance.limits import LimitStore, Scope, Spend, Verdict
 from switchboard.persistence.usage import UsageRepository
+
+log = logging.getLogger(__name__)
 
 LIFETIME_TTL_S = 7 * 86400
 SCALAR_PARAMS = (int, float, bool, str)
@@ -93,6 +97,8 @@ class Governor:
         self.limits = limits
         self.ledger = ledger
         self.usage = usage
+        self._settling: set[asyncio.Task[None]] = set()
+        self._spends: dict[str, tuple[float | None, datetime, Spend]] = {}
         self._model_limits = model_limits or (lambda _name: (None, None))
         self.log_content = log_content
 
@@ -149,7 +155,7 @@ class Governor:
         if key is not None and key.max_parallel is not None:
             admission.parallel = key.id
         if key is not None and key.budget_usd is not None:
-            admission.spend = _spend(key, datetime.now(UTC))
+            admission.spend = self._spend(key, admission.started)
         if not admission.scopes and admission.parallel is None and admission.spend is None:
             return admission
         parallel = (admission.parallel, key.max_parallel) if key and key.max_parallel else None
@@ -171,6 +177,16 @@ class Governor:
         admission.done = True
         self._record(admission, Outcome(error.status, error=error.message))
         return error
+
+    def _spend(self, key: ApiKey, now: datetime) -> Spend:
+        """The key's spend counter for the current period (cached until the period ends)."""
+        cached = self._spends.get(key.id)
+        if cached is not None and cached[0] == key.budget_usd and now < cached[1]:
+            return cached[2]
+        spend = _spend(key, now)
+        _, end = key.budget_window(now)
+        self._spends[key.id] = (key.budget_usd, end or now + timedelta(seconds=60), spend)
+        return spend
 
     def _scopes(self, key: ApiKey | None, model: str | None) -> list[Scope]:
         scopes = []
@@ -224,9 +240,20 @@ class Governor:
         tokens = int(metrics.get("total_tokens") or 0)
         cost = float(metrics.get("cost_usd") or 0.0)
         if admission.scopes or admission.parallel or admission.spend:
-            await self.limits.settle(admission.scopes, tokens, admission.parallel,
-                                     admission.spend, cost)
+            counting = self.limits.settle(admission.scopes, tokens, admission.parallel,
+                                          admission.spend, cost)
+            if self.limits.remote:  # one Redis round trip: not on the response's path
+                task = asyncio.create_task(counting)
+                self._settling.add(task)
+                task.add_done_callback(self._settled)
+            else:
+                await counting
         self._record(admission, outcome)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("rate-limit counters: settling failed", exc_info=task.exception())
 
     def _record(self, admission: Admission, outcome: Outcome) -> None:
         if self.ledger is None:
@@ -238,7 +265,7 @@ class Governor:
         self.ledger.record({
             "request_id": admission.request_id,
             "created_at": admission.started,
-            "day": admission.started.strftime("%Y-%m-%d"),
+            "day": admission.started.isoformat()[:10],
             "key_id": admission.principal.key_id or ("admin" if admission.principal.admin
                                                      else None),
             "session_id": admission.session_id,
@@ -261,6 +288,8 @@ class Governor:
         })
 
     async def close(self) -> None:
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
         if self.ledger is not None:
             await self.ledger.close()
         await self.limits.close()

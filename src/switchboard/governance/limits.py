@@ -56,6 +56,8 @@ class Verdict:
 
 
 class LimitStore(Protocol):
+    remote: bool  # counting costs a network round trip
+
     async def admit(self, member: str, scopes: list[Scope], parallel: tuple[str, int] | None,
                     spend: Spend | None) -> Verdict: ...
 
@@ -87,6 +89,8 @@ class _Counters:
 
 class MemoryLimitStore:
     """One process's counters (asyncio is single-threaded: each call is atomic)."""
+
+    remote = False
 
     def __init__(self) -> None:
         self._counters: dict[str, _Counters] = {}
@@ -266,6 +270,8 @@ return 1
 
 class RedisLimitStore:
     """Counters in Redis, shared by every replica that points at the same server."""
+
+    remote = True
 
     def __init__(self, url: str, namespace: str = "sb") -> None:
         from redis.asyncio import Redis  # only needed with --redis-url

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
@@ -41,7 +42,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"json_serializer": _json}
         if not self.is_sqlite:
             options.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
@@ -60,6 +61,10 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

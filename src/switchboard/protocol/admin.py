@@ -9,11 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from switchboard.governance.keys import parse_duration, parse_expiry
 
+INT32 = 2**31 - 1  # the columns' range on every database
+
 
 class ModelLimitSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
+    rpm: int | None = Field(default=None, ge=1, le=INT32)
+    tpm: int | None = Field(default=None, ge=1, le=INT32)
 
 
 class KeyUpdate(BaseModel):
@@ -23,12 +25,13 @@ class KeyUpdate(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     models: list[str] | None = Field(default=None, description="Allowed public model names.")
-    rpm: int | None = Field(default=None, ge=1, description="Requests per minute.")
-    tpm: int | None = Field(default=None, ge=1, description="Tokens per minute.")
+    rpm: int | None = Field(default=None, ge=1, le=INT32, description="Requests per minute.")
+    tpm: int | None = Field(default=None, ge=1, le=INT32, description="Tokens per minute.")
     model_limits: dict[str, ModelLimitSpec] | None = Field(
         default=None, description="Per-model rpm/tpm for this key.")
-    max_parallel: int | None = Field(default=None, ge=1, description="Requests at once.")
-    budget_usd: float | None = Field(default=None, ge=0, description="Spend cap in USD.")
+    max_parallel: int | None = Field(default=None, ge=1, le=INT32,
+                                     description="Requests at once.")
+    budget_usd: float | None = Field(default=None, ge=0, le=1e12, description="Spend cap in USD.")
     budget_period: str | None = Field(
         default=None, description="Budget period (1h, 1d, 7d, 30d…); none = key's lifetime.")
     expires_at: datetime | None = Field(

@@ -1,0 +1,150 @@
+"""Governance overhead: the same Switchboard with governance off, then on (a stored key with
+rpm/tpm limits and a budget, every request in the ledger), on SQLite with in-process counters and
+on PostgreSQL + Redis; then the ledger's raw write rate on PostgreSQL.
+
+The upstream is nginx answering a fixed completion (as in ``bench/gateway.py``); ``wrk`` is the
+client. PostgreSQL and Redis are throwaway servers from Debian's packages (``tests/services.py``).
+
+    python bench/governance.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
+from common import free_port, launched  # noqa: E402
+from gateway import KEY, nginx_conf, wrk  # noqa: E402
+
+from tests.services import postgres_server, redis_server  # noqa: E402
+
+ADMIN = "sb-bench-admin-0123456789"
+
+
+def config(tmp: Path, upstream: str) -> Path:
+    path = tmp / "switchboard.yaml"
+    path.write_text(json.dumps({
+        "deployments": [{"id": "plain", "provider": "openai-compatible",
+                         "base_url": upstream + "/plain/v1", "model": "bench-upstream"}],
+        "models": [{"name": "bench", "deployments": ["plain"],
+                    "price": {"input_per_million": 0.5, "output_per_million": 1.5}}],
+    }))
+    return path
+
+
+def measure(name: str, args: list[str], tmp: Path, seconds: int, governed: bool) -> dict:
+    port = free_port()
+    command = [sys.executable, "-m", "switchboard", "serve", "--port", str(port),
+               "--log-level", "warning", "--admin-key", ADMIN, *args]
+    with launched(command, "/health", port) as (base, _):
+        key, key_id = KEY, None
+        if governed:
+            made = httpx.post(base + "/admin/keys", headers={"authorization": f"Bearer {ADMIN}"},
+                              json={"name": "bench", "rpm": 10**9, "tpm": 10**9,
+                                    "budget_usd": 10**9, "budget_period": "30d"}).json()
+            key, key_id = made["key"], made["id"]
+        url = base + "/v1/chat/completions"
+        warm = wrk(url, "bench", 4, 2, False, tmp, key)
+        c32 = wrk(url, "bench", 32, seconds, False, tmp, key)
+        c1 = wrk(url, "bench", 1, seconds, False, tmp, key)
+        rows = None
+        sent = c32["requests"] + c1["requests"]
+        if governed:  # every request the measured runs sent is in the ledger (warm-up aside)
+            usage = httpx.get(base + "/admin/usage", params={"group_by": "key",
+                                                              "key_id": key_id},
+                              headers={"authorization": f"Bearer {ADMIN}"}).json()["data"]
+            rows = sum(u["requests"] for u in usage) - warm["requests"]
+    return {"name": name, "c32": c32, "c1": c1, "ledger_rows": rows, "sent": sent}
+
+
+async def ledger_rate(url: str, rows: int = 50_000, batch: int = 2000) -> float:
+    from switchboard.persistence import Database
+    from switchboard.persistence.usage import UsageRepository
+
+    db = Database(url)
+    await db.open()
+    repo = UsageRepository(db)
+    now = datetime.now(UTC)
+    row = {"request_id": "r", "created_at": now, "day": now.strftime("%Y-%m-%d"),
+           "key_id": "key_bench", "session_id": None, "endpoint": "chat.completions",
+           "model": "bench", "deployment": "plain", "provider": "openai-compatible",
+           "stream": False, "status": 200, "error": None, "input_tokens": 12,
+           "output_tokens": 9, "cached_tokens": 0, "cost_usd": 0.0000195, "latency_s": 0.002,
+           "ttft_s": 0.002, "metrics": {"input_tokens": 12, "output_tokens": 9},
+           "parameters": {"temperature": 0.7}, "content": None}
+    started = time.perf_counter()
+    for _ in range(rows // batch):
+        await repo.insert_many([row] * batch)
+    rate = rows / (time.perf_counter() - started)
+    await db.close()
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    for tool in ("nginx", "wrk"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is needed: apt-get install nginx-light wrk")
+    tmp = Path(tempfile.mkdtemp(prefix="sb-gov-bench-"))
+    upstream_port = free_port()
+    nginx = subprocess.Popen(["nginx", "-c", str(nginx_conf(tmp, upstream_port))])
+    time.sleep(0.5)
+    cfg = ["--config", str(config(tmp, f"http://127.0.0.1:{upstream_port}"))]
+    runs: dict[str, list[dict]] = {}
+    try:
+        with postgres_server() as pg, redis_server() as redis:
+            setups = [
+                ("off (--api-key, --no-ledger)",
+                 [*cfg, "--api-key", KEY, "--no-ledger", "--data-dir", str(tmp / "off")], False),
+                ("on: SQLite, in-process counters", [*cfg, "--data-dir", str(tmp / "on")], True),
+                ("on: PostgreSQL + Redis", [*cfg, "--database-url", pg, "--redis-url", redis],
+                 True),
+            ]
+            for _ in range(args.rounds):  # alternated, so drift on a shared machine hits all
+                for name, setup, governed in setups:
+                    runs.setdefault(name, []).append(
+                        measure(name, setup, tmp, args.seconds, governed))
+            rate = asyncio.run(ledger_rate(pg))
+    finally:
+        nginx.terminate()
+        nginx.wait()
+
+    def median(name: str, path: tuple[str, str]) -> float:
+        return statistics.median(r[path[0]][path[1]] for r in runs[name])
+
+    base = next(iter(runs))
+    print(f"medians of {args.rounds} alternated rounds, {args.seconds} s each\n")
+    print("| governance | req/s @32 (p50) | CPU per request vs off | req/s @1 (p50, added) | "
+          "ledger rows |")
+    print("|---|---|---|---|---|")
+    for name, results in runs.items():
+        rps32, p50_32 = median(name, ("c32", "rps")), median(name, ("c32", "p50_ms"))
+        rps1, p50_1 = median(name, ("c1", "rps")), median(name, ("c1", "p50_ms"))
+        extra = 1000 / rps32 - 1000 / median(base, ("c32", "rps"))
+        added = p50_1 - median(base, ("c1", "p50_ms"))
+        rows = results[-1]["ledger_rows"]
+        sent = results[-1]["sent"]
+        ledger = f"{rows:,} of {sent:,}" if rows is not None else "-"
+        print(f"| {name} | {rps32:,.0f} ({p50_32:.1f} ms) | {extra:+.3f} ms | "
+              f"{rps1:,.0f} ({p50_1:.2f} ms, {added:+.2f} ms) | {ledger} |")
+    print(f"\nledger writes on PostgreSQL (batches of 2,000): {rate:,.0f} rows/s")
+
+
+if __name__ == "__main__":
+    main()
