@@ -61,7 +61,6 @@ def postgres_server() -> Iterator[str]:
     port = free_port()
     subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "switchboard",
                     "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
-    log = root / "postgres.log"
     server = subprocess.Popen(
         [*prefix, str(bindir / "postgres"), "-D", str(data), "-p", str(port),
          "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={root}",
@@ -86,7 +85,6 @@ def postgres_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
         shutil.rmtree(root, ignore_errors=True)
-        del log
 
 
 @contextmanager

@@ -79,3 +79,16 @@ def test_missing_model_path_stops_the_server_at_start(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2 and "model file not found" in result.stderr
+
+
+def test_governance_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SWITCHBOARD_API_KEYS", raising=False)
+    monkeypatch.setenv("SWITCHBOARD_DATABASE_URL", "postgresql://u:hunter2@db/sb")
+    monkeypatch.setenv("SWITCHBOARD_LOG_CONTENT", "true")
+    config = tmp_path / "switchboard.yaml"
+    config.write_text("server:\n  redis-url: redis://cache:6379/0\n  ledger: false\n")
+    s = load_settings({"config": config, "admin_key": "adm-1", "data_dir": tmp_path})
+    assert s.bind_host == "0.0.0.0"  # an admin key means keys are required
+    assert s.database_url is not None and "hunter2" not in repr(s)
+    assert s.redis_url is not None and s.redis_url.get_secret_value() == "redis://cache:6379/0"
+    assert (s.ledger, s.log_content, s.data_dir) == (False, True, tmp_path)

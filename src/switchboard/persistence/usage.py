@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, insert, select
+from sqlalchemy import ColumnElement, Select, case, func, insert, select
 
 from switchboard.persistence.database import Database
 from switchboard.persistence.tables import requests
@@ -54,7 +54,7 @@ class UsageRepository:
     async def spend(self, key_id: str, since: datetime | None) -> float:
         """What a key has spent since ``since`` (all time when ``None``)."""
         query = select(func.coalesce(func.sum(requests.c.cost_usd), 0.0)).where(
-            and_(*UsageFilter(key_id=key_id, start=since).clauses())
+            *UsageFilter(key_id=key_id, start=since).clauses()
         )
         async with self._db.engine.connect() as conn:
             return float((await conn.execute(query)).scalar_one())
@@ -64,7 +64,7 @@ class UsageRepository:
     ) -> list[Row]:
         order = requests.c.id.desc() if newest_first else requests.c.id.asc()
         query: Select[Any] = (
-            select(requests).where(and_(*where.clauses())).order_by(order)
+            select(requests).where(*where.clauses()).order_by(order)
             .limit(limit).offset(offset)
         )
         async with self._db.engine.connect() as conn:
@@ -84,7 +84,7 @@ class UsageRepository:
                 func.avg(requests.c.latency_s).label("mean_latency_s"),
                 func.avg(requests.c.ttft_s).label("mean_ttft_s"),
             )
-            .where(and_(*where.clauses()))
+            .where(*where.clauses())
             .group_by(*(GROUP_COLUMNS[g] for g in group_by))
             .order_by(*(GROUP_COLUMNS[g] for g in group_by))
         )
