@@ -8,7 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,28 +100,26 @@ def _missing(exc: ServiceMissing) -> None:
     pytest.skip(str(exc))
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL server for the session."""
+def _service(start: Callable[[], AbstractContextManager[str]]) -> Iterator[str]:
     try:
-        server = postgres_server()
-        url = server.__enter__()
+        running = start()
+        url = running.__enter__()
     except ServiceMissing as exc:
         _missing(exc)
     yield url
-    server.__exit__(None, None, None)
+    running.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session."""
+    yield from _service(postgres_server)
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A throwaway Redis server for the session."""
-    try:
-        server = redis_server()
-        url = server.__enter__()
-    except ServiceMissing as exc:
-        _missing(exc)
-    yield url
-    server.__exit__(None, None, None)
+    yield from _service(redis_server)
 
 
 @pytest.fixture(scope="session")

@@ -79,11 +79,7 @@ def postgres_server() -> Iterator[str]:
                         "-U", "switchboard", "switchboard"], check=True, capture_output=True)
         yield f"postgresql+asyncpg://switchboard@127.0.0.1:{port}/switchboard"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        _stop(server)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -103,9 +99,14 @@ def redis_server() -> Iterator[str]:
         _wait_port(port, "redis")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        _stop(server)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()

@@ -12,24 +12,13 @@ import pytest
 import yaml
 
 from tests.conftest import RunningServer, start_server, stop_server
-from tests.gateway.upstream import FakeUpstream, running_upstream
+from tests.gateway.conftest import _fresh_script, fake  # noqa: F401 - this package's own
+from tests.gateway.upstream import FakeUpstream
 
 ADMIN_KEY = "sb-admin-test-key-0123456789"
 STATIC_KEY = "sk-static-test-key-9876543210"
 TOKENS_PER_ANSWER = 17
 COST_PER_PAID_ANSWER = 11.0  # $1 per input token, output free
-
-
-@pytest.fixture(scope="package")
-def fake() -> Iterator[FakeUpstream]:
-    with running_upstream() as upstream:
-        yield upstream
-
-
-@pytest.fixture(autouse=True)
-def _fresh_script(fake: FakeUpstream) -> None:
-    fake.script.clear()
-    fake.requests.clear()
 
 
 def governed_config(fake: FakeUpstream) -> dict:

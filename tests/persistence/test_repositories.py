@@ -4,11 +4,13 @@ grouped summaries give the same answers on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from switchboard.persistence import Database, database_url
@@ -22,8 +24,16 @@ Scenario = Callable[[Database], Coroutine[Any, Any, None]]
 def run_on(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Scenario], None]:
     if request.param == "sqlite":
         url = database_url(None, tmp_path / "data")
-    else:
-        url = request.getfixturevalue("postgres_url")
+    else:  # a database of its own on the session's server
+        server = request.getfixturevalue("postgres_url")
+        name = f"t_{uuid.uuid4().hex}"
+
+        async def create() -> None:
+            conn = await asyncpg.connect(server.replace("postgresql+asyncpg", "postgresql"))
+            await conn.execute(f"CREATE DATABASE {name}")
+            await conn.close()
+        asyncio.run(create())
+        url = server.rsplit("/", 1)[0] + "/" + name
 
     def run(scenario: Scenario) -> None:
         async def go() -> None:
