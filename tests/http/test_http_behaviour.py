@@ -179,7 +179,7 @@ def test_any_gguf_with_model_flag_and_open_server_warning(tmp_path: Path) -> Non
     srv = start_server(tmp_path, "--model", str(copy))
     try:
         models = httpx.get(srv.v1 + "/models").json()["data"]
-        assert [m["id"] for m in models] == ["my-model.Q4_1"]
+        assert [m["id"] for m in models] == ["my-model.Q4_1", "all-minilm-l6-v2"]
         r = httpx.post(
             srv.v1 + "/chat/completions",
             json={**BODY, "model": "my-model.Q4_1", "max_tokens": 2},

@@ -104,7 +104,7 @@ def test_telkom_seed_module_level_client(telkom_server: RunningServer) -> None:
 
 def test_base_path_routes(telkom_server: RunningServer) -> None:
     client = OpenAI(base_url=telkom_server.base + "/v1/", api_key=API_KEY, max_retries=0)
-    assert [m.id for m in client.models.list().data] == [MODEL]
+    assert [m.id for m in client.models.list().data] == [MODEL, "all-minilm-l6-v2"]
     bare = OpenAI(base_url=telkom_server.base.rsplit("/Telkom", 1)[0] + "/v1/",
                   api_key=API_KEY, max_retries=0)
     with pytest.raises(openai.NotFoundError):

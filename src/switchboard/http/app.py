@@ -21,12 +21,14 @@ from switchboard.http.request_id import RequestIdMiddleware
 from switchboard.http.routes import (
     admin,
     chat,
+    embeddings,
     health,
     llmstudio,
     metrics,
     models,
     tracking,
 )
+from switchboard.retrieval.service import EmbeddingService
 from switchboard.serving import ChatService, ModelCatalog, ServingMetrics
 from switchboard.settings import Settings
 
@@ -42,11 +44,13 @@ def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastA
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loading = asyncio.create_task(catalog.load())
+        embedding = asyncio.create_task(api.state.embeddings.load())
         await api.state.governance.open()
         try:
             yield
         finally:
             loading.cancel()
+            embedding.cancel()
             await api.state.governance.close()  # writes the ledger's last rows
             await api.state.router.close()
             await asyncio.to_thread(catalog.close)
@@ -64,11 +68,12 @@ def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastA
     api.state.router = build_router(settings, api.state.chat, catalog, api.state.metrics.registry)
     api.state.governance = build_governance(settings, api.state.router.model_limits)
     api.state.governor = api.state.governance.governor
+    api.state.embeddings = EmbeddingService()
     install_error_handlers(api)
     api.add_middleware(RequestIdMiddleware)
     api.include_router(health.router)
     api.include_router(metrics.router)
-    for routes in (chat, models, llmstudio, tracking):
+    for routes in (chat, embeddings, models, llmstudio, tracking):
         api.include_router(routes.router, dependencies=[Depends(authenticate)])
     api.include_router(admin.router, dependencies=[Depends(require_admin)])
     if not settings.root_path:

@@ -9,6 +9,8 @@ from switchboard.gateway.config import ModelRoute
 from switchboard.gateway.router import ProviderRouter
 from switchboard.http.auth import principal
 from switchboard.protocol.responses import ErrorResponse, ModelCard, ModelList
+from switchboard.retrieval.encoder import MAX_TOKENS
+from switchboard.retrieval.service import EmbeddingService
 from switchboard.serving import ModelCatalog, ModelNotFound, ModelsLoading
 
 router = APIRouter(tags=["models"])
@@ -36,8 +38,17 @@ def _card(route: ModelRoute, request: Request, name: str | None = None) -> Model
 async def list_models(request: Request) -> ModelList:
     gateway: ProviderRouter = request.app.state.router
     key = principal(request).key
-    return ModelList(data=[_card(route, request) for route in gateway.config.models
-                           if key is None or key.allows(route.name, *route.aliases)])
+    cards = [_card(route, request) for route in gateway.config.models
+             if key is None or key.allows(route.name, *route.aliases)]
+    embeddings: EmbeddingService = request.app.state.embeddings
+    if key is None or key.allows(*embeddings.aliases):
+        cards.append(_embedding_card(embeddings))
+    return ModelList(data=cards)
+
+
+def _embedding_card(embeddings: EmbeddingService, name: str | None = None) -> ModelCard:
+    return ModelCard(id=name or embeddings.model_id, created=embeddings.created,
+                     owned_by="switchboard", context_length=MAX_TOKENS)
 
 
 @router.get(
@@ -49,4 +60,7 @@ async def list_models(request: Request) -> ModelList:
 @router.get("/models/{model_id:path}", response_model=ModelCard, include_in_schema=False)
 async def get_model(model_id: str, request: Request) -> ModelCard:
     gateway: ProviderRouter = request.app.state.router
+    embeddings: EmbeddingService = request.app.state.embeddings
+    if model_id in embeddings.aliases and model_id not in gateway.routes:
+        return _embedding_card(embeddings, model_id)
     return _card(gateway.resolve(model_id), request, model_id)
