@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from switchboard import __version__
+from switchboard.buckets_command import add_buckets_command, run_buckets_command
 from switchboard.keys_command import add_keys_command, run_keys_command
 from switchboard.settings import Settings, load_settings
 
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-content", action=argparse.BooleanOptionalAction, default=None,
                        help="store message contents in the ledger (default: off)")
     add_keys_command(commands)
+    add_buckets_command(commands)
     return parser
 
 
@@ -74,6 +76,8 @@ def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "buckets":  # a client of a running server: no settings needed
+        return run_buckets_command(args)
     values: dict[str, Any] = {k: v for k, v in vars(args).items()
                               if k not in ("command", "action", "func") and not k.startswith("k_")}
     try:

@@ -109,7 +109,7 @@ def test_history_with_calls_and_results_is_accepted(client: OpenAI) -> None:
         ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "nope"}}},
          "tool_choice"),
         ({"tool_choice": "required"}, "tool_choice"),
-        ({"tools": [{"type": "retrieval", "retrieval": {"bucket_ids": ["docs"]}}]}, "tools"),
+        ({"tools": [{"type": "custom", "custom": {"name": "grep"}}]}, "tools"),
         ({"tools": TOOLS, "extra_body": {"guided_regex": "a+"}}, "guided_regex"),
     ],
 )

@@ -20,6 +20,7 @@ from switchboard.http.errors import install_error_handlers
 from switchboard.http.request_id import RequestIdMiddleware
 from switchboard.http.routes import (
     admin,
+    buckets,
     chat,
     embeddings,
     health,
@@ -28,6 +29,8 @@ from switchboard.http.routes import (
     models,
     tracking,
 )
+from switchboard.persistence.buckets import BucketRepository
+from switchboard.retrieval.buckets import BucketService
 from switchboard.retrieval.service import EmbeddingService
 from switchboard.serving import ChatService, ModelCatalog, ServingMetrics
 from switchboard.settings import Settings
@@ -46,11 +49,13 @@ def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastA
         loading = asyncio.create_task(catalog.load())
         embedding = asyncio.create_task(api.state.embeddings.load())
         await api.state.governance.open()
+        await api.state.buckets.start()
         try:
             yield
         finally:
             loading.cancel()
             embedding.cancel()
+            await api.state.buckets.close()
             await api.state.governance.close()  # writes the ledger's last rows
             await api.state.router.close()
             await asyncio.to_thread(catalog.close)
@@ -69,11 +74,13 @@ def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastA
     api.state.governance = build_governance(settings, api.state.router.model_limits)
     api.state.governor = api.state.governance.governor
     api.state.embeddings = EmbeddingService()
+    api.state.buckets = BucketService(BucketRepository(api.state.governance.database),
+                                      api.state.embeddings)
     install_error_handlers(api)
     api.add_middleware(RequestIdMiddleware)
     api.include_router(health.router)
     api.include_router(metrics.router)
-    for routes in (chat, embeddings, models, llmstudio, tracking):
+    for routes in (chat, embeddings, buckets, models, llmstudio, tracking):
         api.include_router(routes.router, dependencies=[Depends(authenticate)])
     api.include_router(admin.router, dependencies=[Depends(require_admin)])
     if not settings.root_path:

@@ -14,10 +14,12 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -71,4 +73,60 @@ requests = Table(
     Index("ix_requests_model_created", "model", "created_at"),
     Index("ix_requests_session", "session_id"),
     Index("ix_requests_created", "created_at"),
+)
+
+# Retrieval: document buckets, their documents and embedded chunks, and embedding tasks.
+buckets = Table(
+    "buckets",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner", String(32), nullable=False),  # a key id, or "*" for the admin / open server
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),  # bumped whenever its chunks change
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("owner", "name", name="uq_buckets_owner_name"),
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("bucket_id", String(32), nullable=False, index=True),
+    Column("filename", String(500), nullable=False),
+    Column("content_type", String(100), nullable=False),
+    Column("checksum", String(64), nullable=False),  # sha256 of the uploaded bytes
+    Column("size", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("chunk_size", Integer, nullable=False),
+    Column("chunk_overlap", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | embedded | failed
+    Column("chunks", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("bucket_id", "filename", name="uq_documents_bucket_filename"),
+)
+
+chunks = Table(
+    "chunks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("bucket_id", String(32), nullable=False, index=True),
+    Column("document_id", String(32), nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("start_char", Integer, nullable=False),
+    Column("end_char", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),  # float32, little-endian, unit length
+)
+
+embedding_tasks = Table(
+    "embedding_tasks",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("bucket_id", String(32), nullable=False),
+    Column("owner", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # queued | processing | success | failure
+    Column("reason", Text, nullable=True),
+    Column("documents", JSON, nullable=False),  # document ids
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
 )

@@ -83,6 +83,9 @@ class SentenceEncoder:
         self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.no_padding()
+        self.full_tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))  # chunking
+        self.full_tokenizer.no_truncation()
+        self.full_tokenizer.no_padding()
         w = load_file(str(directory / "model.safetensors"))
         self.vocab_size = w["embeddings.word_embeddings.weight"].shape[0]
         self._embed = (w["embeddings.word_embeddings.weight"], w["embeddings.position_embeddings.weight"],

@@ -27,6 +27,7 @@ class EmbeddingService:
     def __init__(self) -> None:
         self._encoder: SentenceEncoder | None = None
         self._error: Exception | None = None
+        self._loaded = asyncio.Event()
         self.created = int(time.time())
 
     async def load(self) -> None:
@@ -38,6 +39,11 @@ class EmbeddingService:
         except Exception as exc:  # noqa: BLE001 - reported on use
             self._error = exc
             log.exception("embedding model %s failed to load", self.model_id)
+        finally:
+            self._loaded.set()
+
+    async def wait_loaded(self) -> None:
+        await self._loaded.wait()
 
     @property
     def encoder(self) -> SentenceEncoder:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import orjson
@@ -12,7 +12,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from switchboard.gateway.router import ProviderRouter
+from switchboard.gateway.providers.base import StreamEvent
 from switchboard.http import metering
+from switchboard.http.auth import principal
+from switchboard.http.routes.buckets import not_found
+from switchboard.retrieval.augment import Retrieval, augment, retrieval_tools
+from switchboard.retrieval.buckets import BucketNotFound
 from switchboard.http.errors import APIError, to_api_error
 from switchboard.http.sse import sse_stream
 from switchboard.protocol.chat import ChatCompletionRequest
@@ -87,13 +92,17 @@ async def complete(
         error.headers.update(headers)
         return error.response()
     headers.update(admission.headers)
+    found: Retrieval | None = None
     try:
+        if retrieval_tools(body):
+            body, raw, found = await augment(request.app.state.buckets, principal(request),
+                                             body, raw)
         if body.stream:
             stream = await gateway.stream(body, raw, deployment, include_usage=body.include_usage)
         else:
             answer = await until_disconnected(gateway.complete(body, raw, deployment), request)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
-        error = to_api_error(exc)
+        error = not_found(exc.args[0]) if isinstance(exc, BucketNotFound) else to_api_error(exc)
         await admission.finish(metering.failed(error))
         error.headers.update(headers)
         return error.response()
@@ -105,15 +114,30 @@ async def complete(
             await stream.aclose()
             await admission.finish(metering.streamed(stream))
 
-        frames = sse_stream(stream, lambda exc: to_api_error(exc).body(), closed)
+        events = stream if found is None else with_last(stream, {"retrieval": found.report()})
+        frames = sse_stream(events, lambda exc: to_api_error(exc).body(), closed)
         return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
     if answer is None:
         await admission.finish(metering.failed(APIError(499, "the client disconnected")))
         return Response(status_code=499)
     await admission.finish(metering.answered(answer))
+    if found is not None:
+        answer.completion["retrieval"] = found.report()
     headers[DEPLOYMENT_HEADER] = answer.deployment.id
     return Response(orjson.dumps(answer.completion), media_type="application/json",
                     headers=headers)
+
+
+async def with_last(events: AsyncIterator[StreamEvent],
+                    extra: dict[str, Any]) -> AsyncIterator[StreamEvent]:
+    """The events, the last one carrying ``extra`` fields (re-serialized)."""
+    held: StreamEvent | None = None
+    async for event in events:
+        if held is not None:
+            yield held
+        held = event
+    if held is not None:
+        yield StreamEvent({**held.chunk, **extra})
 
 
 async def until_disconnected(work: Awaitable[T], request: Request) -> T | None:

@@ -1,0 +1,114 @@
+"""Text out of uploaded files: ``.txt``, ``.md``, ``.html``, ``.pdf`` (pypdf), ``.json``,
+``.csv``. A file that is empty, of another type, not valid in its format, or holds no text is
+refused with ``DocumentError`` before anything is stored."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from html.parser import HTMLParser
+
+TYPES = {".txt": "text/plain", ".md": "text/markdown", ".html": "text/html",
+         ".htm": "text/html", ".pdf": "application/pdf", ".json": "application/json",
+         ".csv": "text/csv"}
+MAX_BYTES = 50 * 1024 * 1024
+
+
+class DocumentError(ValueError):
+    """This upload cannot become text; the message says why (and names the file)."""
+
+
+def content_type(filename: str) -> str:
+    suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    if suffix not in TYPES:
+        raise DocumentError(f"{filename}: unsupported file type {suffix or '(none)'!r}; "
+                            f"upload {', '.join(sorted(TYPES))}")
+    return TYPES[suffix]
+
+
+def extract_text(filename: str, data: bytes) -> tuple[str, str]:
+    """(content type, text)."""
+    kind = content_type(filename)
+    if not data:
+        raise DocumentError(f"{filename}: the file is empty")
+    if len(data) > MAX_BYTES:
+        raise DocumentError(f"{filename}: larger than {MAX_BYTES // (1024 * 1024)} MB")
+    if kind == "application/pdf":
+        text = _pdf(filename, data)
+    else:
+        try:
+            raw = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise DocumentError(f"{filename}: not UTF-8 text ({exc.reason})") from exc
+        text = {"text/html": _html, "application/json": _json, "text/csv": _csv}.get(
+            kind, lambda _name, value: value)(filename, raw)
+    text = text.strip()
+    if not text:
+        raise DocumentError(f"{filename}: no text in the file")
+    return kind, text
+
+
+def _pdf(filename: str, data: bytes) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise DocumentError(f"{filename}: not a readable PDF ({exc})") from exc
+
+
+class _HTMLText(HTMLParser):
+    SKIP = {"script", "style", "head", "template"}
+    BLOCK = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "pre"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.SKIP:
+            self._skipping += 1
+        elif tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIP and self._skipping:
+            self._skipping -= 1
+        elif tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.parts.append(data)
+
+
+def _html(_filename: str, raw: str) -> str:
+    parser = _HTMLText()
+    parser.feed(raw)
+    parser.close()
+    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def _json(filename: str, raw: str) -> str:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise DocumentError(f"{filename}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
+    return json.dumps(value, indent=1, ensure_ascii=False)
+
+
+def _csv(filename: str, raw: str) -> str:
+    try:
+        rows = list(csv.reader(io.StringIO(raw)))
+    except csv.Error as exc:
+        raise DocumentError(f"{filename}: not valid CSV ({exc})") from exc
+    if len(rows) < 2:
+        return "\n".join(", ".join(r) for r in rows)
+    header = rows[0]
+    return "\n".join("; ".join(f"{h}: {v}" for h, v in zip(header, row, strict=False))
+                     for row in rows[1:])
