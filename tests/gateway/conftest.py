@@ -52,6 +52,7 @@ def gateway_config(fake: FakeUpstream, second: RunningServer) -> dict:
              "base_url": f"http://127.0.0.1:{free_port()}/v1", "connect_timeout_s": 1},
             {"id": "claude", "provider": "anthropic", "base_url": fake.url("/anth"),
              "model": "claude-test", "api_key_secret": "other"},
+            upstream("embedder", "/embedder", api_key_secret="other"),
             {"id": "second", "provider": "openai-compatible", "base_url": second.v1,
              "model": "smollm2-135m-instruct", "api_key_secret": "second", "dialect": "vllm"},
         ],
@@ -67,6 +68,8 @@ def gateway_config(fake: FakeUpstream, second: RunningServer) -> dict:
              "fallbacks": ["telkom-model"]},
             {"name": "claude", "deployments": ["claude"]},
             {"name": "remote-smol", "deployments": ["second"]},
+            {"name": "text-embedding-3-small", "deployments": ["embedder"], "backoff_s": 0,
+             "price": {"input_per_million": 20, "output_per_million": 0}},
         ],
     }
 

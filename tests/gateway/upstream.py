@@ -1,5 +1,6 @@
 """A scriptable test upstream on loopback: OpenAI's chat completions at ``*/chat/completions`` and
-Anthropic's Messages API at ``*/v1/messages``, in a background thread (aiohttp.web).
+Anthropic's Messages API at ``*/v1/messages``, OpenAI's embeddings at ``*/embeddings``, in a
+background thread (aiohttp.web).
 
 Each request takes the next behaviour from the script (``FakeUpstream.script``), default ``ok``:
 
@@ -102,6 +103,22 @@ async def _openai(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def _embeddings(request: web.Request) -> web.StreamResponse:
+    """OpenAI's embeddings: input i gets [len(text), i, 1]; usage counts one token per word."""
+    fake: FakeUpstream = request.app[FAKE]
+    body = await request.json()
+    fake.requests.append(Recorded(request.path, dict(request.headers), body))
+    failure = await _failure(request, fake.next())
+    if failure is not None:
+        return failure
+    texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    data = [{"object": "embedding", "index": i, "embedding": [float(len(t)), float(i), 1.0]}
+            for i, t in enumerate(texts)]
+    words = sum(len(str(t).split()) for t in texts)
+    return web.json_response({"object": "list", "data": data, "model": body.get("model"),
+                              "usage": {"prompt_tokens": words, "total_tokens": words}})
+
+
 async def _failure(request: web.Request, behaviour: str) -> web.StreamResponse | None:
     if behaviour in ("500", "429", "400"):
         status = int(behaviour)
@@ -185,6 +202,7 @@ def running_upstream() -> Iterator[FakeUpstream]:
     app[FAKE] = fake
     app.router.add_post("/{tail:.*}/messages", _anthropic)
     app.router.add_post("/{tail:.*}chat/completions", _openai)
+    app.router.add_post("/{tail:.*}/embeddings", _embeddings)
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     started = threading.Event()

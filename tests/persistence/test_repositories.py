@@ -1,5 +1,5 @@
-"""The repositories on both databases: migrations, key rows, ledger inserts, filters, spend and
-grouped summaries give the same answers on SQLite and PostgreSQL."""
+"""The repositories on both databases: migrations, key rows, ledger inserts, filters, spend,
+grouped summaries and document buckets give the same answers on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import numpy as np
 import pytest
 
 from switchboard.persistence import Database, database_url
+from switchboard.persistence.buckets import BucketExists, BucketRepository
 from switchboard.persistence.keys import KeyRepository
 from switchboard.persistence.usage import UsageFilter, UsageRepository
 
@@ -110,4 +112,54 @@ def test_key_rows(run_on: Callable[[Scenario], None]) -> None:
         await keys.revoke("key_1", now)
         assert await keys.count_active() == 0
         assert await keys.list() == [] and len(await keys.list(include_revoked=True)) == 1
+    run_on(scenario)
+
+
+def test_bucket_rows(run_on: Callable[[Scenario], None]) -> None:
+    async def scenario(db: Database) -> None:
+        repo = BucketRepository(db)
+        now = datetime.now(UTC)
+        await repo.create_bucket({"id": "b1", "owner": "key_a", "name": "docs", "version": 0,
+                                  "created_at": now})
+        with pytest.raises(BucketExists):
+            await repo.create_bucket({"id": "b2", "owner": "key_a", "name": "docs",
+                                      "version": 0, "created_at": now})
+        await repo.create_bucket({"id": "b3", "owner": "key_b", "name": "docs", "version": 0,
+                                  "created_at": now})  # same name, another owner
+        assert (await repo.bucket("key_b", "docs"))["id"] == "b3"
+
+        def doc(doc_id: str, checksum: str) -> dict:
+            return {"id": doc_id, "bucket_id": "b1", "filename": "a.txt",
+                    "content_type": "text/plain", "checksum": checksum, "size": 3, "text": "abc",
+                    "chunk_size": 10, "chunk_overlap": 2, "status": "pending", "chunks": 0,
+                    "created_at": now}
+
+        def task(task_id: str) -> dict:
+            return {"id": task_id, "bucket_id": "b1", "owner": "key_a", "status": "queued",
+                    "reason": None, "created_at": now, "finished_at": None}
+
+        assert await repo.put_documents("b1", [doc("d1", "c1")], task("t1")) == ["d1"]
+        assert await repo.put_documents("b1", [doc("d2", "c1")], task("t2")) == []  # unchanged
+        vector = np.ones(384, dtype="<f4").tobytes()
+        chunk = {"bucket_id": "b1", "document_id": "d1", "position": 0, "start_char": 0,
+                 "end_char": 3, "text": "abc", "embedding": vector}
+        assert await repo.replace_chunks("d1", "b1", [chunk, {**chunk, "position": 1}])
+        assert (await repo.versions(["b1"]))["b1"] == 1
+        [(chunk_id, blob), _] = await repo.vectors("b1")
+        assert blob == vector
+        assert (await repo.chunks([chunk_id]))[chunk_id]["filename"] == "a.txt"
+        listed = {b["id"]: b for b in await repo.list_buckets("key_a")}
+        assert listed["b1"]["documents"] == 1 and listed["b1"]["chunks"] == 2
+        # a changed file replaces the old document and its chunks
+        assert await repo.put_documents("b1", [doc("d3", "c2")], task("t3")) == ["d3"]
+        assert await repo.vectors("b1") == [] and (await repo.versions(["b1"]))["b1"] == 2
+        assert not await repo.replace_chunks("d1", "b1", [chunk])  # d1 is gone
+        assert [t["id"] for t in await repo.unfinished_tasks()] == ["t1", "t2", "t3"]
+        await repo.set_task("t1", "success")
+        assert (await repo.task("t1"))["finished_at"] is not None
+        assert await repo.delete_document("b1", "a.txt")
+        assert not await repo.delete_document("b1", "a.txt")
+        await repo.delete_bucket("b1")
+        assert await repo.bucket(None, "docs") is not None  # key_b's is still there
+        assert [b["id"] for b in await repo.list_buckets(None)] == ["b3"]
     run_on(scenario)

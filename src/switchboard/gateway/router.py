@@ -22,6 +22,7 @@ from switchboard.gateway.accounting import (
     RequestClock,
     Tokenize,
     UsageCounter,
+    estimate_tokens,
     response_metrics,
 )
 from switchboard.gateway.config import DeploymentConfig, GatewayConfig, ModelRoute, Price
@@ -185,6 +186,44 @@ class ProviderRouter:
             completion["usage"] = usage
             completion["metrics"] = response_metrics(usage, self.price(dep, route), clock, estimated)
             return Answer(completion, dep, route)
+        raise self._exhausted(attempts)
+
+    # -- embeddings ---------------------------------------------------------------------------
+
+    async def embed(self, body: dict[str, Any], model: str | None) -> Answer:
+        """An embeddings request on a model's deployments, with the same retries, fallbacks and
+        cooldowns as chat; ``metrics`` (input tokens, cost, latency) added to the answer."""
+        attempts = _Attempts()
+        key_ref = body.get("api_key_ref")
+        async for dep, route in self._candidates(model, None, attempts):
+            key = None
+            if key_ref and dep.kind != "local":
+                key = self._secrets.get(key_ref)
+                if key is None:
+                    raise Unsupported("api_key_ref", f"no stored key is named {key_ref!r}")
+            clock = RequestClock()
+            self.begin(dep)
+            try:
+                answer = await dep.provider.embed(body, key)
+            except UpstreamFailure as failure:
+                self.failed(dep, failure)
+                attempts.last = failure
+                if not failure.retryable:
+                    raise
+                continue
+            except BaseException:
+                self.end(dep, "cancelled")
+                raise
+            clock.stop()
+            self.succeeded(dep, clock)
+            usage = answer.get("usage") or {}
+            tokens = int(usage.get("prompt_tokens") or usage.get("total_tokens") or 0)
+            if not tokens:
+                tokens = sum(estimate_tokens(t, self.tokenize) for t in _embedding_texts(body))
+                answer["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+            answer["metrics"] = response_metrics({"prompt_tokens": tokens}, self.price(dep, route),
+                                                 clock)
+            return Answer(answer, dep, route)
         raise self._exhausted(attempts)
 
     # -- streamed -----------------------------------------------------------------------------
@@ -355,6 +394,15 @@ class ProviderRouter:
     async def close(self) -> None:
         for dep in self.deployments.values():
             await dep.provider.close()
+
+
+def _embedding_texts(body: dict[str, Any]) -> list[str]:
+    value = body.get("input")
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []
 
 
 class RoutedStream:

@@ -19,7 +19,13 @@ import aiohttp
 import orjson
 
 from switchboard.gateway.config import DeploymentConfig
-from switchboard.gateway.providers.base import Call, ProviderResult, StreamEvent, UpstreamFailure
+from switchboard.gateway.providers.base import (
+    Call,
+    ProviderResult,
+    StreamEvent,
+    UpstreamFailure,
+    no_embeddings,
+)
 from switchboard.gateway.providers.transport import UpstreamClient, sse_payloads
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.serving.constraints import requested_constraints
@@ -58,6 +64,9 @@ class AnthropicProvider:
         data = orjson.dumps(to_messages_request(call.request, self.config.model or "", True))
         resp = await self._http.open_stream(self._url, data, self.headers(call))
         return AnthropicStream(resp, self.config.stall_timeout_s)
+
+    async def embed(self, body: dict[str, Any], api_key: str | None) -> dict[str, Any]:
+        raise no_embeddings("anthropic")
 
     async def close(self) -> None:
         await self._http.close()

@@ -24,6 +24,13 @@ RETRYABLE: frozenset[str] = frozenset(
 )
 
 
+def no_embeddings(kind: str) -> UpstreamFailure:
+    return UpstreamFailure("client_error", f"a {kind} deployment does not serve embeddings", 400,
+                           {"error": {"message": f"a {kind} deployment does not serve embeddings",
+                                      "type": "invalid_request_error", "param": "model",
+                                      "code": "model_not_embedding"}})
+
+
 class UpstreamFailure(Exception):
     """A deployment could not answer. ``status``/``body`` hold the upstream's own error, if any."""
 
@@ -79,9 +86,13 @@ class UpstreamStream(Protocol):
 
 
 class Provider(Protocol):
-    """One deployment's way to answer chat completions."""
+    """One deployment's way to answer chat completions (and, where it can, embeddings)."""
 
     async def complete(self, call: Call) -> ProviderResult: ...
+
+    async def embed(self, body: dict[str, Any], api_key: str | None) -> dict[str, Any]:
+        """OpenAI's embeddings answer for an embeddings request body."""
+        ...
 
     async def stream(self, call: Call) -> UpstreamStream:
         """Open the stream; raise ``UpstreamFailure`` if it cannot start."""

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 from switchboard.engine import EngineOverloaded
 from switchboard.gateway.config import DeploymentConfig
-from switchboard.gateway.providers.base import Call, ProviderResult, StreamEvent, UpstreamFailure
+from switchboard.gateway.providers.base import (
+    Call,
+    ProviderResult,
+    StreamEvent,
+    UpstreamFailure,
+    no_embeddings,
+)
 from switchboard.protocol.chat import StreamOptions
 from switchboard.serving import ChatRun, ChatService, ModelsLoading
 
@@ -50,6 +57,9 @@ class LocalProvider:
 
     async def stream(self, call: Call) -> LocalStream:
         return LocalStream(self.service, await self._start(call, stream=True))
+
+    async def embed(self, body: dict[str, Any], api_key: str | None) -> dict[str, Any]:
+        raise no_embeddings("local")
 
     async def close(self) -> None:
         return None

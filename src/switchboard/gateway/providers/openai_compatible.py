@@ -10,6 +10,7 @@ pooled aiohttp session per deployment, kept alive across requests.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import orjson
@@ -35,9 +36,9 @@ class OpenAICompatibleProvider:
         self._url = f"{config.base_url}/chat/completions"
         self._http = UpstreamClient(config)
 
-    def headers(self, call: Call) -> dict[str, str]:
+    def headers(self, call: Call | None, api_key: str | None = None) -> dict[str, str]:
         headers = {"Content-Type": "application/json", **self.config.headers}
-        key = call.api_key or self._api_key
+        key = (call.api_key if call else api_key) or self._api_key
         if key:
             if self.config.auth == "x-api-key":
                 headers["x-api-key"] = key
@@ -68,6 +69,15 @@ class OpenAICompatibleProvider:
         if not isinstance(completion, dict) or "choices" not in completion:
             raise UpstreamFailure("bad_response", "the upstream's answer is not a chat completion")
         return ProviderResult(completion)
+
+    async def embed(self, body: dict[str, Any], api_key: str | None) -> dict[str, Any]:
+        payload = {k: v for k, v in body.items() if k not in LOCAL_ONLY_FIELDS}
+        payload["model"] = self.config.model
+        answer = await self._http.post(f"{self.config.base_url}/embeddings",
+                                       orjson.dumps(payload), self.headers(None, api_key))
+        if not isinstance(answer, dict) or not isinstance(answer.get("data"), list):
+            raise UpstreamFailure("bad_response", "the upstream's answer is not an embeddings list")
+        return answer
 
     async def stream(self, call: Call) -> SSEStream:
         resp = await self._http.open_stream(
