@@ -169,3 +169,24 @@ def test_cli_upload_shows_progress(users: Users, tmp_path) -> None:  # noqa: ANN
          str(tmp_path / "missing.txt"), "--url", users.server.base, "--key", key],
         capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2 and "no such file" in bad.stderr
+
+
+def test_embed_bucket_again_with_other_chunks(users: Users) -> None:
+    text = ("Chunking test sentence number one about lighthouses and harbours. " * 30).encode()
+    first = upload(users.bob, "rechunk", {"long.txt": text}, document_chunk_size=200,
+                   document_chunk_overlap_size=20).json()["data"]
+    wait_task(users.bob, first["task_id"])
+    before = users.bob.get("/v1/buckets/rechunk/documents").json()["data"][0]["chunks"]
+    r = users.bob.post("/v2/ai/embeddings", json={"bucket_name": "rechunk",
+                                                   "document_chunk_size": 40,
+                                                   "document_chunk_overlap_size": 10})
+    assert r.status_code == 202, r.text
+    assert wait_task(users.bob, r.json()["data"]["task_id"])["status"] == "success"
+    after = users.bob.get("/v1/buckets/rechunk/documents").json()["data"][0]["chunks"]
+    assert after > 3 * before
+    bad = users.bob.post("/v2/ai/embeddings", json={"bucket_name": "rechunk",
+                                                     "document_chunk_size": 10,
+                                                     "document_chunk_overlap_size": 10})
+    assert bad.status_code == 400
+    assert users.alice.post("/v2/ai/embeddings", json={"bucket_name": "rechunk"}
+                            ).status_code == 404

@@ -103,6 +103,18 @@ class BucketRepository:
             await conn.execute(insert(embedding_tasks).values(**task, documents=todo))
         return todo
 
+    async def rechunk(self, bucket_id: str, chunk_size: int, chunk_overlap: int,
+                      task: Row) -> list[str]:
+        """Set every document of the bucket to be chunked anew, with the task that will."""
+        async with self._db.engine.begin() as conn:
+            ids = [r.id for r in await conn.execute(
+                select(documents.c.id).where(documents.c.bucket_id == bucket_id))]
+            await conn.execute(update(documents).where(documents.c.bucket_id == bucket_id)
+                               .values(chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+                                       status="pending"))
+            await conn.execute(insert(embedding_tasks).values(**task, documents=ids))
+        return ids
+
     async def delete_document(self, bucket_id: str, filename: str) -> bool:
         async with self._db.engine.begin() as conn:
             found = (await conn.execute(select(documents.c.id).where(

@@ -53,6 +53,18 @@ def _visible_to(principal: Principal) -> str | None:
     return None if principal.admin else owner_of(principal)
 
 
+def _check_chunking(chunk_size: int, chunk_overlap: int) -> None:
+    if chunk_size < 1 or not 0 <= chunk_overlap < chunk_size:
+        raise DocumentError("document_chunk_size must be ≥ 1 and "
+                            "document_chunk_overlap_size in [0, document_chunk_size)")
+
+
+def _new_task(bucket_id: str, principal: Principal) -> dict[str, Any]:
+    return {"id": "task_" + secrets.token_hex(12), "bucket_id": bucket_id,
+            "owner": owner_of(principal), "status": "queued", "reason": None,
+            "created_at": datetime.now(UTC), "finished_at": None}
+
+
 class BucketService:
     def __init__(self, repo: BucketRepository, embeddings: EmbeddingService) -> None:
         self.repo = repo
@@ -104,9 +116,7 @@ class BucketService:
         it does not exist yet. Returns the task."""
         if not files:
             raise DocumentError("no files in the upload")
-        if chunk_size < 1 or not 0 <= chunk_overlap < chunk_size:
-            raise DocumentError("document_chunk_size must be ≥ 1 and "
-                                "document_chunk_overlap_size in [0, document_chunk_size)")
+        _check_chunking(chunk_size, chunk_overlap)
         names = [f.filename for f in files]
         if len(set(names)) != len(names):
             raise DocumentError("the same filename appears twice in the upload")
@@ -125,12 +135,21 @@ class BucketService:
                  "text": text, "chunk_size": chunk_size, "chunk_overlap": chunk_overlap,
                  "status": "pending", "chunks": 0, "created_at": now}
                 for f, kind, text in extracted]
-        task = {"id": "task_" + secrets.token_hex(12), "bucket_id": bucket["id"],
-                "owner": owner_of(principal), "status": "queued", "reason": None,
-                "created_at": now, "finished_at": None}
+        task = _new_task(bucket["id"], principal)
         todo = await self.repo.put_documents(bucket["id"], rows, task)
         self._queue.put_nowait(task["id"])
         return {**task, "documents": todo, "bucket": bucket["name"]}
+
+    async def rechunk(self, principal: Principal, name: str, chunk_size: int,
+                      chunk_overlap: int) -> dict[str, Any]:
+        """Embed a bucket's documents again with other chunk sizes (Telnyx's
+        ``POST /v2/ai/embeddings``); returns the task."""
+        _check_chunking(chunk_size, chunk_overlap)
+        bucket = await self.find(principal, name)
+        task = _new_task(bucket["id"], principal)
+        ids = await self.repo.rechunk(bucket["id"], chunk_size, chunk_overlap, task)
+        self._queue.put_nowait(task["id"])
+        return {**task, "documents": ids, "bucket": bucket["name"]}
 
     async def task(self, principal: Principal, task_id: str) -> dict[str, Any] | None:
         task = await self.repo.task(task_id)

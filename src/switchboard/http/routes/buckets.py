@@ -1,8 +1,8 @@
 """Document buckets and similarity search.
 
 Switchboard's own: ``/v1/buckets`` (create, list, delete), ``/v1/buckets/{name}/documents``
-(multipart upload → an embedding task, list, delete). Telnyx's: ``GET /v2/ai/embeddings/{task_id}``
-(task status), ``POST /v2/ai/embeddings/similarity-search``, ``GET /v2/ai/embeddings/buckets``
+(multipart upload → an embedding task, list, delete). Telnyx's: ``POST /v2/ai/embeddings``
+(embed a bucket again with other chunk sizes), ``GET /v2/ai/embeddings/{task_id}`` (task status), ``POST /v2/ai/embeddings/similarity-search``, ``GET /v2/ai/embeddings/buckets``
 and ``…/buckets/{name}``, ``DELETE /v2/ai/embeddings/buckets/{name}``. Every call sees only the
 caller's buckets (the admin key sees all).
 """
@@ -33,6 +33,16 @@ router = APIRouter(tags=["retrieval"])
 
 class BucketCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
+
+
+class EmbedBucket(BaseModel):
+    """Telnyx's ``POST /v2/ai/embeddings``."""
+
+    bucket_name: str
+    document_chunk_size: int = DEFAULT_CHUNK_SIZE
+    document_chunk_overlap_size: int = DEFAULT_CHUNK_OVERLAP
+    embedding_model: str | None = None
+    loader: str | None = None
 
 
 class SimilaritySearch(BaseModel):
@@ -141,6 +151,23 @@ async def delete_document(name: str, filename: str, request: Request) -> dict[st
 async def telnyx_buckets(request: Request) -> dict[str, Any]:
     rows = await _service(request).list(principal(request))
     return {"data": {"buckets": [r["name"] for r in rows]}}
+
+
+@router.post("/v2/ai/embeddings", status_code=202,
+             summary="Embed a bucket's documents again with these chunk sizes")
+async def embed_bucket(body: EmbedBucket, request: Request) -> JSONResponse:
+    service = _service(request)
+    if body.embedding_model and not service.embeddings.serves(body.embedding_model):
+        raise APIError(400, f"buckets are embedded with {service.embeddings.model_id!r}",
+                       param="embedding_model", code="unsupported_parameter")
+    try:
+        task = await service.rechunk(principal(request), body.bucket_name,
+                                     body.document_chunk_size, body.document_chunk_overlap_size)
+    except BucketNotFound as exc:
+        raise not_found(body.bucket_name) from exc
+    except DocumentError as exc:
+        raise APIError(400, str(exc), param="document_chunk_size", code="invalid_value") from exc
+    return JSONResponse({"data": _task(task, task["bucket"])}, status_code=202)
 
 
 @router.get("/v2/ai/embeddings/{task_id}", summary="An embedding task's status")
