@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from switchboard.gateway.accounting import (
     RequestClock,
@@ -38,6 +38,7 @@ from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.serving import ModelNotFound, Unsupported
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_RETRY_WAIT_S = 5.0  # a longer Retry-After is waited only this long
 LATENCY_SMOOTHING = 0.3
@@ -140,12 +141,35 @@ class ProviderRouter:
         return next((r for r in self.config.models if dep.id in r.deployments), None)
 
     def _call(self, request: ChatCompletionRequest, body: dict[str, Any], dep: Deployment) -> Call:
-        key = None
-        if request.api_key_ref and dep.kind != "local":
-            key = self._secrets.get(request.api_key_ref)
-            if key is None:
-                raise Unsupported("api_key_ref", f"no stored key is named {request.api_key_ref!r}")
-        return Call(request, body, api_key=key)
+        return Call(request, body, api_key=self._stored_key(request.api_key_ref, dep))
+
+    def _stored_key(self, name: str | None, dep: Deployment) -> str | None:
+        """The secret an ``api_key_ref`` names (upstream deployments only)."""
+        if not name or dep.kind == "local":
+            return None
+        key = self._secrets.get(name)
+        if key is None:
+            raise Unsupported("api_key_ref", f"no stored key is named {name!r}")
+        return key
+
+    async def _attempt(self, dep: Deployment, attempts: _Attempts, work: Awaitable[T]) -> T | None:
+        """One attempt on ``dep`` with its health bookkeeping; ``None`` when it failed in a way
+        that another attempt may mend (a failure no retry can mend is raised)."""
+        self.begin(dep)
+        try:
+            return await work
+        except UpstreamFailure as failure:
+            self.failed(dep, failure)
+            attempts.last = failure
+            if not failure.retryable:
+                raise
+            return None
+        except asyncio.CancelledError:
+            self.end(dep, "cancelled")
+            raise
+        except Exception:
+            self.end(dep, "client_error")
+            raise
 
     # -- non-streamed -------------------------------------------------------------------------
 
@@ -160,21 +184,10 @@ class ProviderRouter:
         attempts = _Attempts()
         async for dep, route in self._candidates(request.model, deployment, attempts, retries):
             clock = RequestClock()
-            self.begin(dep)
-            try:
-                result = await dep.provider.complete(self._call(request, body, dep))
-            except UpstreamFailure as failure:
-                self.failed(dep, failure)
-                attempts.last = failure
-                if not failure.retryable:
-                    raise
+            call = self._call(request, body, dep)
+            result = await self._attempt(dep, attempts, dep.provider.complete(call))
+            if result is None:
                 continue
-            except asyncio.CancelledError:
-                self.end(dep, "cancelled")
-                raise
-            except Exception:
-                self.end(dep, "client_error")
-                raise
             clock.stop()
             if result.time_to_first_token_s is not None:
                 clock.first_token = clock.start + result.time_to_first_token_s
@@ -194,26 +207,12 @@ class ProviderRouter:
         """An embeddings request on a model's deployments, with the same retries, fallbacks and
         cooldowns as chat; ``metrics`` (input tokens, cost, latency) added to the answer."""
         attempts = _Attempts()
-        key_ref = body.get("api_key_ref")
         async for dep, route in self._candidates(model, None, attempts):
-            key = None
-            if key_ref and dep.kind != "local":
-                key = self._secrets.get(key_ref)
-                if key is None:
-                    raise Unsupported("api_key_ref", f"no stored key is named {key_ref!r}")
             clock = RequestClock()
-            self.begin(dep)
-            try:
-                answer = await dep.provider.embed(body, key)
-            except UpstreamFailure as failure:
-                self.failed(dep, failure)
-                attempts.last = failure
-                if not failure.retryable:
-                    raise
+            key = self._stored_key(body.get("api_key_ref"), dep)
+            answer = await self._attempt(dep, attempts, dep.provider.embed(body, key))
+            if answer is None:
                 continue
-            except BaseException:
-                self.end(dep, "cancelled")
-                raise
             clock.stop()
             self.succeeded(dep, clock)
             usage = answer.get("usage") or {}
