@@ -28,6 +28,7 @@ from switchboard.http.routes import (
     metrics,
     models,
     tracking,
+    ui,
 )
 from switchboard.persistence.buckets import BucketRepository
 from switchboard.retrieval.buckets import BucketService
@@ -83,6 +84,7 @@ def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastA
     for routes in (chat, embeddings, buckets, models, llmstudio, tracking):
         api.include_router(routes.router, dependencies=[Depends(authenticate)])
     api.include_router(admin.router, dependencies=[Depends(require_admin)])
+    ui.mount(api)
     if not settings.root_path:
         return api
 
