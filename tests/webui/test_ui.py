@@ -128,3 +128,6 @@ def test_dashboard(page: Page, site: Site) -> None:
     expect(page.locator("#keys")).to_contain_text("ui-user")
     expect(page.locator("#errors")).to_contain_text("403")
     expect(page.locator("#by-key")).to_contain_text("limited")
+    page.select_option("#chart-group", "key")  # the same charts per key
+    expect(page.locator("#chart-requests .legend")).to_contain_text("ui-user")
+    expect(page.locator("#chart-requests .legend")).to_contain_text("limited")

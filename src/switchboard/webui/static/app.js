@@ -316,6 +316,7 @@ $("code-copy").addEventListener("click", () => {
   setTimeout(() => { $("code-copy").textContent = "Copy"; }, 1200);
 });
 $("code-close").addEventListener("click", () => $("code-dialog").close());
+$("chart-group").addEventListener("change", () => loadDashboard());
 
 // ---- dashboard ------------------------------------------------------------------------------
 
@@ -337,18 +338,22 @@ async function loadDashboard() {
   $("dashboard-error").textContent = "";
   $("dashboard-body").hidden = false;
   try {
+    const group = $("chart-group").value;  // model or key
     const [byDay, byKey, keys, recent] = await Promise.all([
-      api("/admin/usage?group_by=day,model").then(r => r.json()),
+      api(`/admin/usage?group_by=day,${group}`).then(r => r.json()),
       api("/admin/usage?group_by=key").then(r => r.json()),
       api("/admin/keys").then(r => r.json()),
       api("/admin/usage?limit=500").then(r => r.json()),
     ]);
+    const names = Object.fromEntries(keys.data.map(k => [k.id, k.name]));
     const days = [...new Set(byDay.data.map(r => r.day))].sort();
-    const models = [...new Set(byDay.data.map(r => r.model))];
-    const series = field => models.map(model => ({
-      name: model || "(none)",
+    const groups = [...new Set(byDay.data.map(r => r[group]))];
+    const label = value => group === "key" ? (names[value] || value || "(open)")
+                                           : (value || "(none)");
+    const series = field => groups.map(name => ({
+      name: label(name),
       values: days.map(day => {
-        const row = byDay.data.find(r => r.day === day && r.model === model);
+        const row = byDay.data.find(r => r.day === day && r[group] === name);
         return row ? (typeof field === "function" ? field(row) : row[field]) : null;
       }),
     }));
@@ -357,7 +362,6 @@ async function loadDashboard() {
     lineChart($("chart-cost"), days, series("cost_usd"));
     lineChart($("chart-latency"), days, series(r => r.mean_latency_s === null ? null
                                                     : Number(r.mean_latency_s.toFixed(3))));
-    const names = Object.fromEntries(keys.data.map(k => [k.id, k.name]));
     table($("by-key"), [["key", r => names[r.key] || r.key || "(open)"],
                         ["requests", r => r.requests], ["errors", r => r.errors],
                         ["tokens", r => r.input_tokens + r.output_tokens],
