@@ -7,6 +7,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
+from tests.conftest import API_KEY, RunningServer
 from tests.webui.conftest import ADMIN_KEY, Site
 
 
@@ -131,3 +132,14 @@ def test_dashboard(page: Page, site: Site) -> None:
     page.select_option("#chart-group", "key")  # the same charts per key
     expect(page.locator("#chart-requests .legend")).to_contain_text("ui-user")
     expect(page.locator("#chart-requests .legend")).to_contain_text("limited")
+
+
+def test_under_a_base_path(page: Page, telkom_server: RunningServer) -> None:
+    """With --root-path the page calls the API under that path too."""
+    page.goto(telkom_server.base + "/ui/")
+    page.fill("#login-key", API_KEY)
+    page.click("#login-form button")
+    expect(page.locator("#playground")).to_be_visible()
+    expect(page.locator("#model option")).to_have_count(1)
+    page.click("#copy-code")
+    expect(page.locator("#code-snippet")).to_contain_text(telkom_server.base + "/v1/chat/completions")

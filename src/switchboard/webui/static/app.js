@@ -3,6 +3,8 @@
 "use strict";
 
 const $ = id => document.getElementById(id);
+// The API is where the page is, minus /ui/ (so a server under --root-path works too).
+const BASE = location.pathname.replace(/\/ui\/.*$/, "");
 const state = {key: sessionStorage.getItem("switchboard-key") || "", history: [],
                controller: null, lang: "curl"};
 
@@ -16,7 +18,7 @@ function headers(json) {
 }
 
 async function api(path, options = {}) {
-  const response = await fetch(path, {...options, headers: {...headers(!!options.body)}});
+  const response = await fetch(BASE + path, {...options, headers: {...headers(!!options.body)}});
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
     try { message = (await response.json()).error.message || message; } catch (e) { /* keep */ }
@@ -256,7 +258,7 @@ $("clear").addEventListener("click", () => { state.history = []; $("messages").r
 // ---- copy as code ---------------------------------------------------------------------------
 
 function snippet(lang, body) {
-  const base = `${location.origin}/v1`;
+  const base = `${location.origin}${BASE}/v1`;
   const key = state.key ? "$SWITCHBOARD_KEY" : "unused";
   const payload = {...body, stream: false};
   delete payload.stream_options;
