@@ -119,3 +119,13 @@ def test_parallel_requests(governed: RunningServer, admin: Admin, fake: FakeUpst
                 break
             threading.Event().wait(0.1)
         assert third.status_code == 200, third.text
+
+
+def test_a_repeated_request_id_still_counts(governed: RunningServer, admin: Admin) -> None:
+    """Clients choose their x-request-id; reusing one must not dodge the limit."""
+    client = sdk(governed, admin.create_key(name="same-id", rpm=2)["key"])
+    same = {"x-request-id": "always-the-same"}
+    for _ in range(2):
+        client.chat.completions.create(model="free", messages=MSG, extra_headers=same)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="free", messages=MSG, extra_headers=same)

@@ -152,3 +152,13 @@ def test_key_list_is_shared(replicas: list[RunningServer]) -> None:
     listed = httpx.get(replicas[1].base + "/admin/keys",
                        headers={"authorization": f"Bearer {ADMIN_KEY}"}).json()["data"]
     assert made["id"] in [k["id"] for k in listed]
+
+
+def test_a_repeated_request_id_counts_in_redis(replicas: list[RunningServer],
+                                               balancer: RoundRobinBalancer) -> None:
+    key = Admin(replicas[0]).create_key(name="same-id-redis", rpm=3)["key"]
+    headers = {"authorization": f"Bearer {key}", "x-request-id": "always-the-same"}
+    statuses = [httpx.post(balancer.url + "/v1/chat/completions", headers=headers, timeout=30,
+                           json={"model": "free", "messages": MSG}).status_code
+                for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]

@@ -13,6 +13,7 @@ Redis round trip, and ledger rows are written in batches.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import uuid
@@ -99,6 +100,8 @@ class Governor:
         self.usage = usage
         self._settling: set[asyncio.Task[None]] = set()
         self._spends: dict[str, tuple[float | None, datetime, Spend]] = {}
+        self._instance = uuid.uuid4().hex[:12] + ":"
+        self._admissions = itertools.count()
         self._model_limits = model_limits or (lambda _name: (None, None))
         self.log_content = log_content
 
@@ -159,12 +162,12 @@ class Governor:
         if not admission.scopes and admission.parallel is None and admission.spend is None:
             return admission
         parallel = (admission.parallel, key.max_parallel) if key and key.max_parallel else None
-        verdict = await self.limits.admit(admission.request_id, admission.scopes, parallel,
-                                          admission.spend)
+        # a member unique to this admission (clients choose their x-request-id)
+        member = f"{self._instance}{next(self._admissions)}"
+        verdict = await self.limits.admit(member, admission.scopes, parallel, admission.spend)
         if verdict.reason == "spend_unknown" and key is not None and admission.spend is not None:
             await self._seed_spend(key, admission.spend)
-            verdict = await self.limits.admit(admission.request_id, admission.scopes, parallel,
-                                              admission.spend)
+            verdict = await self.limits.admit(member, admission.scopes, parallel, admission.spend)
         if verdict.allowed and verdict.requests is not None and verdict.requests.reset_s <= 0:
             verdict.requests.reset_s = 60.0  # this request is now the window's oldest
         admission.headers = rate_limit_headers(verdict)
