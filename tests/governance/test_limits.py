@@ -91,8 +91,9 @@ def test_parallel_requests_and_release(make_store: Callable[[], LimitStore]) -> 
         assert (await store.admit("b", [], ("k:p", 2), None)).allowed
         third = await store.admit("c", [], ("k:p", 2), None)
         assert not third.allowed and third.reason == "parallel"
-        await store.settle([], 0, "k:p", None, 0.0)
+        await store.settle([], 0, "k:p", None, 0.0, "a")
         assert (await store.admit("d", [], ("k:p", 2), None)).allowed
+        assert not (await store.admit("e", [], ("k:p", 2), None)).allowed
         await store.close()
     run(go())
 

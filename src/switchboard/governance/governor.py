@@ -72,6 +72,7 @@ class Admission:
     scopes: list[Scope] = field(default_factory=list)
     parallel: str | None = None
     spend: Spend | None = None
+    member: str = ""  # this admission in the counters
     headers: dict[str, str] = field(default_factory=dict)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     done: bool = False
@@ -163,7 +164,7 @@ class Governor:
             return admission
         parallel = (admission.parallel, key.max_parallel) if key and key.max_parallel else None
         # a member unique to this admission (clients choose their x-request-id)
-        member = f"{self._instance}{next(self._admissions)}"
+        member = admission.member = f"{self._instance}{next(self._admissions)}"
         verdict = await self.limits.admit(member, admission.scopes, parallel, admission.spend)
         if verdict.reason == "spend_unknown" and key is not None and admission.spend is not None:
             await self._seed_spend(key, admission.spend)
@@ -244,7 +245,7 @@ class Governor:
         cost = float(metrics.get("cost_usd") or 0.0)
         if admission.scopes or admission.parallel or admission.spend:
             counting = self.limits.settle(admission.scopes, tokens, admission.parallel,
-                                          admission.spend, cost)
+                                          admission.spend, cost, admission.member)
             if self.limits.remote:  # one Redis round trip: not on the response's path
                 task = asyncio.create_task(counting)
                 self._settling.add(task)

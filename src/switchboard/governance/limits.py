@@ -62,7 +62,7 @@ class LimitStore(Protocol):
                     spend: Spend | None) -> Verdict: ...
 
     async def settle(self, scopes: list[Scope], tokens: int, parallel: str | None,
-                     spend: Spend | None, cost_usd: float) -> None: ...
+                     spend: Spend | None, cost_usd: float, member: str = "") -> None: ...
 
     async def seed_spend(self, spend: Spend, value: float) -> None: ...
 
@@ -141,7 +141,7 @@ class MemoryLimitStore:
         return verdict
 
     async def settle(self, scopes: list[Scope], tokens: int, parallel: str | None,
-                     spend: Spend | None, cost_usd: float) -> None:
+                     spend: Spend | None, cost_usd: float, member: str = "") -> None:
         now = time.time()
         if tokens > 0:
             for scope in scopes:
@@ -168,13 +168,14 @@ def _deny(verdict: Verdict, reason: str, retry_after_s: float) -> Verdict:
     return verdict
 
 
-# KEYS: per scope (requests zset, tokens hash), then parallel counter, then spend counter.
+# KEYS: per scope (requests zset, tokens hash), then running requests (zset), then spend.
 # ARGV: member, nscopes, per scope (rpm, tpm; 0 = none), parallel limit (0 = none),
 #       budget ("" = none).
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = 60000
+local stale = 600000  -- a request still "running" after 10 minutes is a crashed replica's
 local member = ARGV[1]
 local n = tonumber(ARGV[2])
 local deny, retry = '', 0
@@ -215,8 +216,8 @@ local pk, sk = KEYS[2 * n + 1], KEYS[2 * n + 2]
 local plimit = tonumber(ARGV[2 * n + 3])
 local budget = ARGV[2 * n + 4]
 if deny == '' and plimit > 0 then
-  local running = tonumber(redis.call('GET', pk) or '0')
-  if running >= plimit then deny, retry = 'parallel', 1000 end
+  redis.call('ZREMRANGEBYSCORE', pk, '-inf', now - stale)
+  if redis.call('ZCARD', pk) >= plimit then deny, retry = 'parallel', 1000 end
 end
 local spent = ''
 if deny == '' and budget ~= '' then
@@ -236,15 +237,15 @@ if deny == '' then
     end
   end
   if plimit > 0 then
-    redis.call('INCR', pk)
-    redis.call('EXPIRE', pk, 3600)
+    redis.call('ZADD', pk, now, member)
+    redis.call('PEXPIRE', pk, stale)
   end
 end
 return {deny, tostring(retry), tostring(spent), unpack(out)}
 """
 
-# KEYS: token hashes of scopes with a tpm limit, then parallel counter, then spend counter.
-# ARGV: tokens, ntoken-keys, release parallel (0/1), cost, spend ttl.
+# KEYS: token hashes of scopes with a tpm limit, then running requests (zset), then spend.
+# ARGV: tokens, ntoken-keys, the admission's member ('' = none running), cost.
 _SETTLE = """
 local t = redis.call('TIME')
 local sec = t[1]
@@ -256,9 +257,8 @@ if tokens > 0 then
     redis.call('EXPIRE', KEYS[i], 120)
   end
 end
-if ARGV[3] == '1' then
-  local left = redis.call('DECR', KEYS[n + 1])
-  if left < 0 then redis.call('SET', KEYS[n + 1], 0) end
+if ARGV[3] ~= '' then
+  redis.call('ZREM', KEYS[n + 1], ARGV[3])
 end
 local cost = tonumber(ARGV[4])
 if cost > 0 and redis.call('EXISTS', KEYS[n + 2]) == 1 then
@@ -318,12 +318,12 @@ class RedisLimitStore:
         return verdict
 
     async def settle(self, scopes: list[Scope], tokens: int, parallel: str | None,
-                     spend: Spend | None, cost_usd: float) -> None:
+                     spend: Spend | None, cost_usd: float, member: str = "") -> None:
         token_keys = [self._key("tok", s.name) for s in scopes if s.tpm is not None]
         keys = [*token_keys, self._key("par", parallel or "-"),
                 self._key("spend", spend.name if spend else "-")]
-        args = [tokens, len(token_keys), 1 if parallel else 0,
-                repr(cost_usd) if spend else "0", spend.ttl_s if spend else 0]
+        args = [tokens, len(token_keys), member if parallel else "",
+                repr(cost_usd) if spend else "0"]
         await self._settle(keys=keys, args=args)
 
     async def seed_spend(self, spend: Spend, value: float) -> None:
