@@ -57,6 +57,7 @@ def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastA
             loading.cancel()
             embedding.cancel()
             await api.state.buckets.close()
+            await api.state.embeddings.close()
             await api.state.governance.close()  # writes the ledger's last rows
             await api.state.router.close()
             await asyncio.to_thread(catalog.close)
