@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,3 +67,27 @@ def test_engine_listing_endpoints(open_server: RunningServer) -> None:
                    json={"chat_input": "hi", "model": "smollm2-135m-instruct",
                          "parameters": {"temperature": 9}})
     assert r.status_code == 422
+
+
+def test_engine_chat_with_the_retrieval_tool(open_server: RunningServer) -> None:
+    upload = httpx.post(open_server.base + "/v1/buckets/facts/documents", timeout=30,
+                        files=[("files", ("owl.txt", b"The owl in the tower is named Hedwig."))])
+    task = upload.json()["data"]["task_id"]
+    for _ in range(100):
+        status = httpx.get(open_server.base + f"/v2/ai/embeddings/{task}").json()["data"]
+        if status["status"] == "success":
+            break
+        time.sleep(0.1)
+    tools = [{"type": "retrieval", "retrieval": {"bucket_ids": ["facts"]}}]
+    body = {"chat_input": "What is the owl called?", "model": "smollm2-135m-instruct",
+            "parameters": {"max_tokens": 8, "tools": tools}}
+    answer = httpx.post(open_server.base + "/api/engine/chat/local", json=body, timeout=60).json()
+    assert answer["retrieval"]["chunks"][0]["filename"] == "owl.txt"
+    with httpx.stream("POST", open_server.base + "/api/engine/chat/local", timeout=60,
+                      json={**body, "is_stream": True}) as r:
+        lines = [json.loads(line) for line in r.iter_lines() if line]
+    assert lines[-1]["retrieval"]["chunks"][0]["filename"] == "owl.txt"
+    missing = httpx.post(open_server.base + "/api/engine/chat/local", timeout=30, json={
+        **body, "parameters": {"tools": [{"type": "retrieval",
+                                          "retrieval": {"bucket_ids": ["nope"]}}]}})
+    assert missing.status_code == 404 and "nope" in missing.json()["error"]["message"]

@@ -46,6 +46,7 @@ def test_token_arrays_and_listing(client: openai.OpenAI) -> None:
     ({"input": "x", "model": "text-embedding-3-small"}, 404, "model"),
     ({"input": [[1, 2, 10**6]]}, 400, "input"),
     ({"input": "x", "dimensions": 64}, 400, "dimensions"),
+    ({"input": [[1000] * 300] * 1200}, 400, "input"),  # 1,200 × 256 tokens > 300,000
 ])
 def test_bad_requests(client: openai.OpenAI, extra: dict, status: int, param: str) -> None:
     with pytest.raises(openai.APIStatusError) as err:

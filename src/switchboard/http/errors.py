@@ -23,6 +23,7 @@ from switchboard.engine import (
 )
 from switchboard.gateway.providers.base import UpstreamFailure
 from switchboard.governance.governor import GovernanceError
+from switchboard.retrieval.buckets import BucketNotFound
 from switchboard.serving import (
     GenerationFailed,
     ModelNotFound,
@@ -71,6 +72,9 @@ def to_api_error(exc: Exception) -> APIError:
     """Translate an exception from the serving or engine layer into an ``APIError``."""
     if isinstance(exc, APIError):
         return exc
+    if isinstance(exc, BucketNotFound):
+        return APIError(404, f"bucket {exc.args[0]!r} not found", type="not_found_error",
+                        param="bucket", code="bucket_not_found")
     if isinstance(exc, GovernanceError):
         return APIError(exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code,
                         headers=dict(exc.headers))

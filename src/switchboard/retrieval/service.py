@@ -17,12 +17,17 @@ log = logging.getLogger(__name__)
 
 ALIASES = (EMBEDDING_MODEL_ID, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 MAX_BATCH_INPUTS = 256
+MAX_REQUEST_TOKENS = 300_000  # OpenAI's limit for one embeddings request, all inputs together
 INLINE_TOKENIZE_CHARS = 20_000  # longer inputs are tokenized in a worker thread
 
 Pending = tuple[list[list[int]], "asyncio.Future[np.ndarray]"]
 
 
 class EmbeddingModelLoading(RuntimeError):
+    pass
+
+
+class EmbeddingInputTooLarge(ValueError):
     pass
 
 
@@ -81,10 +86,15 @@ class EmbeddingService:
             ids = await asyncio.to_thread(encoder.tokenize, texts)
         else:
             ids = encoder.tokenize(texts)
+        tokens_read = sum(len(i) for i in ids)
+        if tokens_read > MAX_REQUEST_TOKENS:
+            raise EmbeddingInputTooLarge(
+                f"the inputs hold {tokens_read:,} tokens; one request may hold "
+                f"{MAX_REQUEST_TOKENS:,} (each input is cut at 256)")
         done: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._pending.append((ids, done))
         self._wake.set()
-        return await done, sum(len(i) for i in ids)
+        return await done, tokens_read
 
     async def _run(self, encoder: SentenceEncoder) -> None:
         """Encode what is waiting, as few forward passes as the batch limit allows."""

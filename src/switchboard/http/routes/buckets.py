@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from switchboard.governance.keys import aware
 from switchboard.http.auth import principal
-from switchboard.http.errors import APIError
+from switchboard.http.errors import APIError, to_api_error
 from switchboard.retrieval.buckets import (
     BucketExists,
     BucketNotFound,
@@ -56,8 +56,7 @@ def _service(request: Request) -> BucketService:
 
 
 def not_found(name: str) -> APIError:
-    return APIError(404, f"bucket {name!r} not found", type="not_found_error", param="bucket",
-                    code="bucket_not_found")
+    return to_api_error(BucketNotFound(name))
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -15,9 +15,7 @@ from switchboard.gateway.router import ProviderRouter
 from switchboard.gateway.providers.base import StreamEvent
 from switchboard.http import metering
 from switchboard.http.auth import principal
-from switchboard.http.routes.buckets import not_found
 from switchboard.retrieval.augment import Retrieval, augment, retrieval_tools
-from switchboard.retrieval.buckets import BucketNotFound
 from switchboard.http.errors import APIError, to_api_error
 from switchboard.http.sse import sse_stream
 from switchboard.protocol.chat import ChatCompletionRequest
@@ -102,7 +100,7 @@ async def complete(
         else:
             answer = await until_disconnected(gateway.complete(body, raw, deployment), request)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
-        error = not_found(exc.args[0]) if isinstance(exc, BucketNotFound) else to_api_error(exc)
+        error = to_api_error(exc)
         await admission.finish(metering.failed(error))
         error.headers.update(headers)
         return error.response()

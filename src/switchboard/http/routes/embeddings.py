@@ -22,7 +22,11 @@ from switchboard.http.routes.chat import DEPLOYMENT_HEADER
 from switchboard.protocol.embeddings import EmbeddingList, EmbeddingRequest
 from switchboard.protocol.responses import ErrorResponse
 from switchboard.retrieval import TokenIdsTooLarge
-from switchboard.retrieval.service import EmbeddingModelLoading, EmbeddingService
+from switchboard.retrieval.service import (
+    EmbeddingInputTooLarge,
+    EmbeddingModelLoading,
+    EmbeddingService,
+)
 from switchboard.serving import ModelNotFound
 
 router = APIRouter(tags=["embeddings"])
@@ -65,7 +69,7 @@ async def _local(body: EmbeddingRequest, request: Request, service: EmbeddingSer
     started = time.perf_counter()
     try:
         vectors, used = await service.embed(texts, tokens)
-    except TokenIdsTooLarge as exc:
+    except (TokenIdsTooLarge, EmbeddingInputTooLarge) as exc:
         await _fail(admission, APIError(400, str(exc), param="input", code="invalid_value"))
     except EmbeddingModelLoading as exc:
         await _fail(admission, APIError(503, f"Embedding model not ready: {exc}",

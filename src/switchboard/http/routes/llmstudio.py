@@ -7,6 +7,8 @@ answers with the chat completion plus ``chat_input``, ``chat_output``, ``context
 newline-terminated, with ``chat_output_stream`` (this chunk's text) and ``chat_output`` (so far);
 the last carries ``metrics``. ``{provider}`` is a deployment kind (``local``,
 ``openai-compatible`` or its alias ``openai``, ``anthropic``); the model picks the deployment.
+A ``retrieval`` tool in ``parameters.tools`` works as in chat completions (``retrieval`` on the
+answer, or on the last streamed line).
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from switchboard.gateway.router import ProviderRouter, RoutedStream
 from switchboard.governance.governor import Admission
 from switchboard.http import metering
 from switchboard.http.errors import APIError, to_api_error
-from switchboard.http.routes.chat import until_disconnected
+from switchboard.gateway.providers.base import StreamEvent
+from switchboard.http.auth import principal
+from switchboard.http.routes.chat import until_disconnected, with_last
 from switchboard.protocol.chat import ChatCompletionRequest
+from switchboard.retrieval.augment import Retrieval, augment, retrieval_tools
 
 router = APIRouter(prefix="/api/engine", tags=["llmstudio"])
 ALIASES = {"openai": "openai-compatible"}
@@ -105,11 +110,16 @@ async def chat(provider: str, payload: EngineChatRequest, request: Request) -> R
         admission = await metering.admit(request, openai_request, body, endpoint="llmstudio")
     except APIError as error:
         return error.response()
+    found: Retrieval | None = None
     try:
+        if retrieval_tools(openai_request):
+            openai_request, body, found = await augment(
+                request.app.state.buckets, principal(request), openai_request, body)
         if payload.is_stream:
             stream = await gateway.stream(openai_request, body, include_usage=True,
                                           retries=retries)
-            return StreamingResponse(_lines(stream, context, admission),
+            events = stream if found is None else with_last(stream, {"retrieval": found.report()})
+            return StreamingResponse(_lines(stream, events, context, admission),
                                      media_type="application/json", headers=admission.headers)
         answer = await until_disconnected(
             gateway.complete(openai_request, body, retries=retries), request
@@ -134,17 +144,20 @@ async def chat(provider: str, payload: EngineChatRequest, request: Request) -> R
         "deployment": answer.deployment.id,
         "timestamp": time.time(),
     }
+    if found is not None:
+        result["retrieval"] = found.report()
     return Response(orjson.dumps(result), media_type="application/json",
                     headers=admission.headers)
 
 
 async def _lines(
-    stream: RoutedStream, context: dict[str, Any], admission: Admission
+    stream: RoutedStream, events: AsyncIterator[StreamEvent], context: dict[str, Any],
+    admission: Admission,
 ) -> AsyncIterator[bytes]:
     """One JSON object per chunk, newline-terminated; errors in-band as ``{"error": …}``."""
     output: list[str] = []
     try:
-        async for event in stream:
+        async for event in events:
             chunk = event.chunk
             text = "".join(
                 (c.get("delta") or {}).get("content") or "" for c in chunk.get("choices") or ()
