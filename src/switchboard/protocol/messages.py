@@ -181,3 +181,15 @@ def text_of(content: str | list[Any] | None) -> str:
         part.text if isinstance(part, TextPart) else getattr(part, "refusal", "") or ""
         for part in content
     )
+
+
+def last_user_text(messages: list[dict[str, Any]]) -> str:
+    """The text of the conversation's last user message (text parts joined by spaces)."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""

@@ -14,7 +14,7 @@ from typing import Any
 
 from switchboard.governance.keys import Principal
 from switchboard.protocol.chat import ChatCompletionRequest
-from switchboard.protocol.messages import RetrievalTool
+from switchboard.protocol.messages import RetrievalTool, last_user_text
 from switchboard.retrieval.buckets import BucketService
 
 DEFAULT_RESULTS = 3
@@ -43,7 +43,7 @@ async def augment(
     """The request with the found chunks in its system message and without retrieval tools.
     Raises ``BucketNotFound`` for a bucket the caller does not have."""
     tools = retrieval_tools(request)
-    query = _last_user_text(raw.get("messages") or [])
+    query = last_user_text(raw.get("messages") or [])
     hits: dict[int, dict[str, Any]] = {}
     for tool in tools:
         names = tool.retrieval.bucket_ids
@@ -82,14 +82,3 @@ def _with_context(messages: list[dict[str, Any]], retrieval: Retrieval) -> list[
         first = {**messages[0], "content": f"{messages[0]['content']}\n\n{context}"}
         return [first, *messages[1:]]
     return [{"role": "system", "content": context}, *messages]
-
-
-def _last_user_text(messages: list[dict[str, Any]]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""

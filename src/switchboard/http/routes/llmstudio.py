@@ -23,14 +23,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from switchboard.gateway.providers.base import StreamEvent
 from switchboard.gateway.router import ProviderRouter, RoutedStream
 from switchboard.governance.governor import Admission
 from switchboard.http import metering
-from switchboard.http.errors import APIError, to_api_error
-from switchboard.gateway.providers.base import StreamEvent
 from switchboard.http.auth import principal
+from switchboard.http.errors import APIError, to_api_error
 from switchboard.http.routes.chat import until_disconnected, with_last
 from switchboard.protocol.chat import ChatCompletionRequest
+from switchboard.protocol.messages import last_user_text
 from switchboard.retrieval.augment import Retrieval, augment, retrieval_tools
 
 router = APIRouter(prefix="/api/engine", tags=["llmstudio"])
@@ -101,7 +102,7 @@ async def chat(provider: str, payload: EngineChatRequest, request: Request) -> R
     retries = payload.retries or None
     context = {
         "chat_input": payload.chat_input if isinstance(payload.chat_input, str)
-        else _last_user_text(messages),
+        else last_user_text(messages),
         "context": messages,
         "parameters": payload.parameters,
         "session_id": payload.session_id,
@@ -175,13 +176,3 @@ async def _lines(
     finally:
         await stream.aclose()
         await admission.finish(metering.streamed(stream))
-
-
-def _last_user_text(messages: list[dict[str, Any]]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            return "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
-    return ""
