@@ -64,11 +64,7 @@ def _prefix(path: str, suffix: str) -> str:
 
 
 async def _openai(request: web.Request) -> web.StreamResponse:
-    fake: FakeUpstream = request.app[FAKE]
-    body = await request.json()
-    fake.requests.append(Recorded(request.path, dict(request.headers), body))
-    behaviour = fake.next()
-    failure = await _failure(request, behaviour)
+    body, behaviour, failure = await _receive(request)
     if failure is not None:
         return failure
     who = _prefix(request.path, "/v1/chat/completions").strip("/") or "root"
@@ -105,10 +101,7 @@ async def _openai(request: web.Request) -> web.StreamResponse:
 
 async def _embeddings(request: web.Request) -> web.StreamResponse:
     """OpenAI's embeddings: input i gets [len(text), i, 1]; usage counts one token per word."""
-    fake: FakeUpstream = request.app[FAKE]
-    body = await request.json()
-    fake.requests.append(Recorded(request.path, dict(request.headers), body))
-    failure = await _failure(request, fake.next())
+    body, _, failure = await _receive(request)
     if failure is not None:
         return failure
     texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -117,6 +110,17 @@ async def _embeddings(request: web.Request) -> web.StreamResponse:
     words = sum(len(str(t).split()) for t in texts)
     return web.json_response({"object": "list", "data": data, "model": body.get("model"),
                               "usage": {"prompt_tokens": words, "total_tokens": words}})
+
+
+async def _receive(
+    request: web.Request,
+) -> tuple[dict[str, Any], str, web.StreamResponse | None]:
+    """Record the request and take its scripted behaviour; a failure answer if it is one."""
+    fake: FakeUpstream = request.app[FAKE]
+    body = await request.json()
+    fake.requests.append(Recorded(request.path, dict(request.headers), body))
+    behaviour = fake.next()
+    return body, behaviour, await _failure(request, behaviour)
 
 
 async def _failure(request: web.Request, behaviour: str) -> web.StreamResponse | None:
@@ -137,10 +141,7 @@ async def _failure(request: web.Request, behaviour: str) -> web.StreamResponse |
 
 async def _anthropic(request: web.Request) -> web.StreamResponse:
     """Anthropic's Messages API as its documentation shows it (text or one tool_use block)."""
-    fake: FakeUpstream = request.app[FAKE]
-    body = await request.json()
-    fake.requests.append(Recorded(request.path, dict(request.headers), body))
-    failure = await _failure(request, fake.next())
+    body, _, failure = await _receive(request)
     if failure is not None:
         return failure
     keyed = "x-api-key" in request.headers or "Authorization" in request.headers

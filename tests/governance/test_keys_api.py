@@ -42,7 +42,7 @@ def test_create_list_update_revoke(governed: RunningServer, admin: Admin) -> Non
     assert created["id"] in [k["id"] for k in everything]
 
 
-def test_only_hashes_are_stored(governed: RunningServer, admin: Admin, tmp_path: Path) -> None:
+def test_only_hashes_are_stored(governed: RunningServer, admin: Admin) -> None:
     secret = admin.create_key(name="hashed")["key"]
     database = Path(governed.log_path).parent / "data" / "switchboard.db"
     with sqlite3.connect(database) as db:

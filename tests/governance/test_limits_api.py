@@ -100,14 +100,12 @@ def test_parallel_requests(governed: RunningServer, admin: Admin, fake: FakeUpst
     fake.script.append("stall")  # the first stream sends two chunks, then hangs
     headers = {"authorization": f"Bearer {key}"}
     body = {"model": "free", "messages": MSG, "stream": True}
-    started = threading.Event()
     with httpx.Client(timeout=30) as http:
         with http.stream("POST", governed.v1 + "/chat/completions", json=body,
                          headers=headers) as first:
             assert first.status_code == 200
             lines = first.iter_lines()  # kept: a dropped iterator closes the connection
             next(lines)
-            started.set()
             second = http.post(governed.v1 + "/chat/completions", json=body, headers=headers)
             assert second.status_code == 429, second.text
             assert "parallel" in second.json()["error"]["message"]

@@ -110,6 +110,7 @@ def test_copy_as_code(page: Page, site: Site) -> None:
     page.click(".code-tabs button[data-lang=python]")
     expect(snippet).to_contain_text("extra_body={\"guided_choice\": [\"yes\", \"no\"]}")
     expect(snippet).to_contain_text("temperature=0.3")
+    expect(snippet).to_contain_text('api_key=os.environ.get("SWITCHBOARD_KEY", "unused")')
     page.click(".code-tabs button[data-lang=node]")
     expect(snippet).to_contain_text("client.chat.completions.create")
     page.click("#code-close")

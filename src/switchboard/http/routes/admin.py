@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -29,9 +30,10 @@ def _registry(request: Request) -> KeyRegistry:
     return governance.registry
 
 
-async def _key(registry: KeyRegistry, key_id: str, action: Any) -> dict[str, Any]:
+async def _key(key_id: str, action: Awaitable[ApiKey]) -> dict[str, Any]:
+    """The key an action returns, public fields only; 404 when there is no such key."""
     try:
-        key: ApiKey = await action
+        key = await action
     except KeyNotFound as exc:
         raise APIError(404, f"no API key {key_id!r}", type="not_found_error",
                        code="key_not_found") from exc
@@ -52,20 +54,18 @@ async def list_keys(request: Request, include_revoked: bool = False) -> dict[str
 
 @router.get("/keys/{key_id}", summary="Read an API key (by id or prefix)")
 async def get_key(key_id: str, request: Request) -> dict[str, Any]:
-    registry = _registry(request)
-    return await _key(registry, key_id, registry.get(key_id))
+    return await _key(key_id, _registry(request).get(key_id))
 
 
 @router.patch("/keys/{key_id}", summary="Change an API key's name, models or limits")
 async def update_key(key_id: str, spec: KeyUpdate, request: Request) -> dict[str, Any]:
-    registry = _registry(request)
-    return await _key(registry, key_id, registry.update(key_id, spec.model_dump(exclude_unset=True)))
+    values = spec.model_dump(exclude_unset=True)
+    return await _key(key_id, _registry(request).update(key_id, values))
 
 
 @router.delete("/keys/{key_id}", summary="Revoke an API key")
 async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
-    registry = _registry(request)
-    return await _key(registry, key_id, registry.revoke(key_id))
+    return await _key(key_id, _registry(request).revoke(key_id))
 
 
 @router.get("/usage", summary="Usage from the ledger: records, or totals grouped by key/model/day")

@@ -259,7 +259,6 @@ $("clear").addEventListener("click", () => { state.history = []; $("messages").r
 
 function snippet(lang, body) {
   const base = `${location.origin}${BASE}/v1`;
-  const key = state.key ? "$SWITCHBOARD_KEY" : "unused";
   const payload = {...body, stream: false};
   delete payload.stream_options;
   const json = JSON.stringify(payload, null, 2);
@@ -277,7 +276,7 @@ function snippet(lang, body) {
     const extra = Object.fromEntries(Object.entries(rest).filter(([k]) => !standard.includes(k)));
     if (Object.keys(extra).length) args.push(`    extra_body=${pyValue(extra)},`);
     return `import os\nfrom openai import OpenAI\n\nclient = OpenAI(base_url="${base}", ` +
-      `api_key=os.environ.get("SWITCHBOARD_KEY", "${key === "unused" ? "unused" : ""}"))\n` +
+      `api_key=os.environ.get("SWITCHBOARD_KEY", "unused"))\n` +
       `reply = client.chat.completions.create(\n    model=${pyValue(model)},\n` +
       `    messages=${pyValue(messages)},\n${args.join("\n")}\n)\n` +
       `print(reply.choices[0].message.content)`;
