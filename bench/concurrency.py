@@ -3,10 +3,12 @@
     pip install 'llama-cpp-python[server]'   # only for the comparison
     python bench/concurrency.py [--tokens 128] [--levels 1 4 16] [--only switchboard]
 
-Both servers get the same shipped GGUF and 2 threads; every request streams exactly ``--tokens``
-tokens (end-of-sequence banned through ``logit_bias``). Each level runs ``--rounds`` times (this
-machine class is noisy) and the median round is printed: aggregate output tok/s, TTFT p50 and
-inter-token latency p50 / p99.
+Both servers get the same shipped GGUF: Switchboard with 2 threads, llama-cpp-python's server
+twice, as it starts by default (decode on half the cores) and with ``--n_threads 2``. Every
+request streams exactly ``--tokens`` tokens (end-of-sequence banned through ``logit_bias``). Each
+level runs ``--rounds`` times (this machine class is noisy) and the median round is printed:
+aggregate output tok/s, TTFT p50 and inter-token latency p50 / p99, then Switchboard's ratio to
+each llama-cpp-python configuration.
 """
 
 from __future__ import annotations
@@ -30,15 +32,23 @@ from switchboard.engine.embedded import embedded_model_path  # noqa: E402
 MODEL = "smollm2-135m-instruct"
 
 
-def llama_cpp_server() -> AbstractContextManager[tuple[str, float]]:
+def llama_cpp_server(*flags: str) -> AbstractContextManager[tuple[str, float]]:
     """llama-cpp-python's own server on the same file, queueing rather than cutting requests."""
     port = free_port()
     cmd = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path()),
-        "--model_alias", MODEL, "--n_threads", "2", "--n_ctx", "8192", "--port", str(port),
-        "--interrupt_requests", "False",
+        "--model_alias", MODEL, "--n_ctx", "8192", "--port", str(port),
+        "--interrupt_requests", "False", *flags,
     ]
     return launched(cmd, "/v1/models", port)
+
+
+# llama-cpp-python's server as it starts by default (decode on half the cores, prefill on all:
+# the configuration the engine issue's reference figures were taken with), and given 2 threads.
+LLAMA_CPP_CONFIGS = {
+    "llama-cpp-python (default threads)": (),
+    "llama-cpp-python (--n_threads 2)": ("--n_threads", "2"),
+}
 
 
 async def one(
@@ -90,8 +100,10 @@ async def level(
     }
 
 
-def run(name: str, base: str, levels: list[int], tokens: int, rounds: int) -> None:
+def run(name: str, base: str, levels: list[int], tokens: int, rounds: int) -> dict[int, float]:
+    """Print one table row per level; return output tok/s per level."""
     asyncio.run(level(base, 1, 8))  # warm-up
+    rates = {}
     for clients in levels:
         results = [asyncio.run(level(base, clients, tokens)) for _ in range(rounds)]
         r = sorted(results, key=lambda x: x["tok_s"])[len(results) // 2]  # the median round
@@ -99,6 +111,8 @@ def run(name: str, base: str, levels: list[int], tokens: int, rounds: int) -> No
             f"| {name} | {clients} | {r['tok_s']:.1f} | {r['ttft_p50'] * 1000:.0f} ms | "
             f"{r['itl_p50'] * 1000:.1f} ms | {r['itl_p99'] * 1000:.1f} ms |", flush=True,
         )
+        rates[clients] = r["tok_s"]
+    return rates
 
 
 def main() -> None:
@@ -113,12 +127,19 @@ def main() -> None:
     args = parser.parse_args()
     print("| server | clients | output tok/s | TTFT p50 | ITL p50 | ITL p99 |")
     print("|---|---|---|---|---|---|")
+    rates: dict[str, dict[int, float]] = {}
     if args.only != "llama-cpp-python":
         with switchboard("--threads", "2", *shlex.split(args.serve_args)) as (base, _):
-            run("switchboard", base, args.levels, args.tokens, args.rounds)
+            rates["switchboard"] = run("switchboard", base, args.levels, args.tokens, args.rounds)
     if args.only != "switchboard":
-        with llama_cpp_server() as (base, _):
-            run("llama-cpp-python", base, args.levels, args.tokens, args.rounds)
+        for name, flags in LLAMA_CPP_CONFIGS.items():
+            with llama_cpp_server(*flags) as (base, _):
+                rates[name] = run(name, base, args.levels, args.tokens, args.rounds)
+    ours = rates.get("switchboard")
+    for name, theirs in rates.items():
+        if ours and name != "switchboard":
+            ratios = ", ".join(f"{ours[c] / theirs[c]:.1f}x at {c}" for c in args.levels)
+            print(f"switchboard vs {name}: {ratios}")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,15 @@ wrk.headers["Authorization"] = "Bearer %s"
 wrk.body = '%s'
 """
 
+# Paced load: each connection waits an exponentially distributed pause before its next request,
+# so the connections together offer a fixed mean rate (Poisson-like arrivals) instead of
+# saturating the server; the latency wrk reports then is service time, not queueing.
+WRK_PACED = """
+function delay()
+   return -math.log(1 - math.random()) * %f
+end
+"""
+
 
 def sse_body() -> str:
     head = {k: COMPLETION[k] for k in ("id", "created", "model")}
@@ -89,19 +98,27 @@ def body(model: str, stream: bool) -> str:
 
 
 def wrk(url: str, model: str, connections: int, seconds: int, stream: bool, tmp: Path,
-        key: str = KEY) -> dict:
+        key: str = KEY, rate: float | None = None) -> dict:
+    """Run ``wrk``; with ``rate`` (requests/s over all connections) the load is paced."""
     script = tmp / f"wrk-{model}-{connections}.lua"
-    script.write_text(WRK_SCRIPT % (key, body(model, stream)))
+    lua = WRK_SCRIPT % (key, body(model, stream))
+    if rate:
+        lua += WRK_PACED % (1000 * connections / rate)
+    script.write_text(lua)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    percentiles = {
+        f"p{pct}_ms": float(m.group(1)) * scale[m.group(2)]
+        for pct in (50, 90, 99)
+        if (m := re.search(rf"\b{pct}%\s+([\d.]+)(us|ms|s)", out))
+    }
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sent = re.search(r"(\d+) requests in", out)
-    return {"rps": rps, "requests": int(sent.group(1)) if sent else 0, "p50_ms": float(p50.group(1)) * scale[p50.group(2)],  # type: ignore[union-attr]
+    return {"rps": rps, "requests": int(sent.group(1)) if sent else 0, **percentiles,
             "errors": int(errors.group(1)) if errors else 0}
 
 

@@ -45,7 +45,8 @@ def config(tmp: Path, upstream: str) -> Path:
     return path
 
 
-def measure(name: str, args: list[str], tmp: Path, seconds: int, governed: bool) -> dict:
+def measure(name: str, args: list[str], tmp: Path, seconds: int, governed: bool,
+            paced_rate: float) -> dict:
     port = free_port()
     command = [sys.executable, "-m", "switchboard", "serve", "--port", str(port),
                "--log-level", "warning", "--admin-key", ADMIN, *args]
@@ -59,15 +60,17 @@ def measure(name: str, args: list[str], tmp: Path, seconds: int, governed: bool)
         url = base + "/v1/chat/completions"
         warm = wrk(url, "bench", 4, 2, False, tmp, key)
         c32 = wrk(url, "bench", 32, seconds, False, tmp, key)
+        paced = wrk(url, "bench", 32, seconds, False, tmp, key, rate=paced_rate)
         c1 = wrk(url, "bench", 1, seconds, False, tmp, key)
         rows = None
-        sent = c32["requests"] + c1["requests"]
+        sent = c32["requests"] + paced["requests"] + c1["requests"]
         if governed:  # every request the measured runs sent is in the ledger (warm-up aside)
             usage = httpx.get(base + "/admin/usage", params={"group_by": "key",
                                                               "key_id": key_id},
                               headers={"authorization": f"Bearer {ADMIN}"}).json()["data"]
             rows = sum(u["requests"] for u in usage) - warm["requests"]
-    return {"name": name, "c32": c32, "c1": c1, "ledger_rows": rows, "sent": sent}
+    return {"name": name, "c32": c32, "paced": paced, "c1": c1, "ledger_rows": rows,
+            "sent": sent}
 
 
 async def ledger_rate(url: str, rows: int = 50_000, batch: int = 2000) -> float:
@@ -97,6 +100,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--paced-rate", type=float, default=500,
+                        help="requests/s offered by 32 paced connections (below saturation)")
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
@@ -119,7 +124,7 @@ def main() -> None:
             for _ in range(args.rounds):  # alternated, so drift on a shared machine hits all
                 for name, setup, governed in setups:
                     runs.setdefault(name, []).append(
-                        measure(name, setup, tmp, args.seconds, governed))
+                        measure(name, setup, tmp, args.seconds, governed, args.paced_rate))
             rate = asyncio.run(ledger_rate(pg))
     finally:
         nginx.terminate()
@@ -130,18 +135,24 @@ def main() -> None:
 
     base = next(iter(runs))
     print(f"medians of {args.rounds} alternated rounds, {args.seconds} s each\n")
-    print("| governance | req/s @32 (p50) | CPU per request vs off | req/s @1 (p50, added) | "
-          "ledger rows |")
-    print("|---|---|---|---|---|")
+    print("32 connections saturating the server (closed loop), then 32 connections offering a "
+          f"paced {args.paced_rate:,.0f} req/s (Poisson arrivals), then 1 connection:\n")
+    print("| governance | saturated: req/s (p50) | CPU per request vs off | "
+          f"paced {args.paced_rate:,.0f} req/s: p50 (added), p99 | "
+          "1 connection: req/s (p50, added) | ledger rows |")
+    print("|---|---|---|---|---|---|")
     for name, results in runs.items():
         rps32, p50_32 = median(name, ("c32", "rps")), median(name, ("c32", "p50_ms"))
+        paced50, paced99 = median(name, ("paced", "p50_ms")), median(name, ("paced", "p99_ms"))
         rps1, p50_1 = median(name, ("c1", "rps")), median(name, ("c1", "p50_ms"))
         extra = 1000 / rps32 - 1000 / median(base, ("c32", "rps"))
+        paced_added = paced50 - median(base, ("paced", "p50_ms"))
         added = p50_1 - median(base, ("c1", "p50_ms"))
         rows = results[-1]["ledger_rows"]
         sent = results[-1]["sent"]
         ledger = f"{rows:,} of {sent:,}" if rows is not None else "-"
         print(f"| {name} | {rps32:,.0f} ({p50_32:.1f} ms) | {extra:+.3f} ms | "
+              f"{paced50:.2f} ms ({paced_added:+.2f} ms), {paced99:.2f} ms | "
               f"{rps1:,.0f} ({p50_1:.2f} ms, {added:+.2f} ms) | {ledger} |")
     print(f"\nledger writes on PostgreSQL (batches of 2,000): {rate:,.0f} rows/s")
 

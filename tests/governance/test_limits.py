@@ -114,3 +114,39 @@ def test_budget_spend(make_store: Callable[[], LimitStore]) -> None:
         assert over.spent_usd == pytest.approx(1.05)
         await store.close()
     run(go())
+
+
+def test_redis_settles_of_one_turn_go_in_one_call_and_reach_other_replicas(
+    redis_url: str,
+) -> None:
+    async def go() -> None:
+        from redis.asyncio import Redis
+
+        namespace = f"test-{uuid.uuid4().hex}"
+        replica_a = RedisLimitStore(redis_url, namespace=namespace)
+        replica_b = RedisLimitStore(redis_url, namespace=namespace)
+        scope = [Scope("k:shared", tpm=1000)]
+        await replica_a.admit("warm", [Scope("k:warm", tpm=1)], None, None)  # loads the scripts
+        await replica_a.settle([Scope("k:warm", tpm=1)], 1, None, None, 0.0)
+        await replica_a.flush()
+        stats = Redis.from_url(redis_url)
+
+        async def script_calls() -> int:
+            info = await stats.info("commandstats")
+            return sum(v["calls"] - v["failed_calls"] for k, v in info.items()
+                       if k.startswith("cmdstat_evalsha"))
+
+        before = await script_calls()
+        await asyncio.gather(*(replica_a.settle(scope, 40, None, None, 0.0) for _ in range(25)))
+        await asyncio.sleep(0.05)  # applied at the end of the loop turn, no admission carrying it
+        seen = await replica_b.admit("b", scope, None, None)
+        assert not seen.allowed and seen.reason == "tokens" and seen.tokens.remaining == 0
+        assert await script_calls() - before == 2  # 25 settled requests in one call, b's admit
+        # settles still waiting when a store closes are applied, not lost
+        other = [Scope("k:closing", tpm=50)]
+        await replica_a.settle(other, 50, None, None, 0.0)
+        await replica_a.close()
+        assert not (await replica_b.admit("c", other, None, None)).allowed
+        await replica_b.close()
+        await stats.aclose()
+    run(go())

@@ -12,7 +12,6 @@ Redis round trip, and ledger rows are written in batches.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import math
@@ -99,7 +98,6 @@ class Governor:
         self.limits = limits
         self.ledger = ledger
         self.usage = usage
-        self._settling: set[asyncio.Task[None]] = set()
         self._spends: dict[str, tuple[float | None, datetime, Spend]] = {}
         self._instance = uuid.uuid4().hex[:12] + ":"
         self._admissions = itertools.count()
@@ -244,20 +242,10 @@ class Governor:
         tokens = int(metrics.get("total_tokens") or 0)
         cost = float(metrics.get("cost_usd") or 0.0)
         if admission.scopes or admission.parallel or admission.spend:
-            counting = self.limits.settle(admission.scopes, tokens, admission.parallel,
-                                          admission.spend, cost, admission.member)
-            if self.limits.remote:  # one Redis round trip: not on the response's path
-                task = asyncio.create_task(counting)
-                self._settling.add(task)
-                task.add_done_callback(self._settled)
-            else:
-                await counting
+            # in memory, or queued for the next Redis call: never a round trip of its own
+            await self.limits.settle(admission.scopes, tokens, admission.parallel,
+                                     admission.spend, cost, admission.member)
         self._record(admission, outcome)
-
-    def _settled(self, task: asyncio.Task[None]) -> None:
-        self._settling.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("rate-limit counters: settling failed", exc_info=task.exception())
 
     def _record(self, admission: Admission, outcome: Outcome) -> None:
         if self.ledger is None:
@@ -292,8 +280,6 @@ class Governor:
         })
 
     async def close(self) -> None:
-        if self._settling:
-            await asyncio.gather(*self._settling, return_exceptions=True)
         if self.ledger is not None:
             await self.ledger.close()
         await self.limits.close()
