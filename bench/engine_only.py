@@ -11,6 +11,7 @@ import argparse
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, "src")
@@ -26,6 +27,32 @@ from switchboard.engine.embedded import embedded_model_path  # noqa: E402
 from switchboard.engine.weights import prepare_weights  # noqa: E402
 
 
+def round_rates(path: Path, sequences: int, rounds: int, flash_attn: bool = True) -> Iterator[float]:
+    """Output tok/s of each round of ``sequences`` sequences of 128 tokens started together."""
+    config = EngineConfig(max_sequences=sequences, cache_slots=0)
+    model = LlamaModel(path, 8192, config.sequence_ids, 2, flash_attn=flash_attn)
+    engine = Engine(model, config)
+    prompt = model.tokenize("<|im_start|>user\nTell a story about a dragon.<|im_end|>\n"
+                            "<|im_start|>assistant\n")
+    try:
+        for r in range(rounds):
+            done = threading.Semaphore(0)
+
+            def sink(out: StepOutput, done: threading.Semaphore = done) -> None:
+                if out.finished:
+                    done.release()
+
+            started = time.monotonic()
+            for i in range(sequences):
+                params = SamplingParams(temperature=0.7, seed=i, max_tokens=128, ignore_eos=True)
+                engine.submit(GenerationRequest(tuple(prompt + [1000 * r + i + 10]), params), sink)
+            for _ in range(sequences):
+                done.acquire()
+            yield sequences * 128 / (time.monotonic() - started)
+    finally:
+        engine.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sequences", type=int, default=16)
@@ -35,27 +62,9 @@ def main() -> None:
     path = prepare_weights(
         embedded_model_path(), args.weights, Path.home() / ".cache" / "switchboard", threads=2
     )
-    config = EngineConfig(max_sequences=args.sequences, cache_slots=0)
-    model = LlamaModel(path, 8192, config.sequence_ids, 2, flash_attn=args.weights == "q8_0")
-    engine = Engine(model, config)
-    prompt = model.tokenize("<|im_start|>user\nTell a story about a dragon.<|im_end|>\n"
-                            "<|im_start|>assistant\n")
-    for r in range(args.rounds):
-        done = threading.Semaphore(0)
-
-        def sink(out: StepOutput, done: threading.Semaphore = done) -> None:
-            if out.finished:
-                done.release()
-
-        started = time.monotonic()
-        for i in range(args.sequences):
-            params = SamplingParams(temperature=0.7, seed=i, max_tokens=128, ignore_eos=True)
-            engine.submit(GenerationRequest(tuple(prompt + [1000 * r + i + 10]), params), sink)
-        for _ in range(args.sequences):
-            done.acquire()
-        rate = args.sequences * 128 / (time.monotonic() - started)
+    rates = round_rates(path, args.sequences, args.rounds, flash_attn=args.weights == "q8_0")
+    for r, rate in enumerate(rates):
         print(f"round {r + 1}: {rate:.1f} tok/s with {args.sequences} sequences", flush=True)
-    engine.shutdown()
 
 
 if __name__ == "__main__":

@@ -12,24 +12,17 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import multiprocessing
 import sys
-import threading
-import time
 from pathlib import Path
 
 import llama_cpp
 
-sys.path.insert(0, "src")
+sys.path[:0] = ["src", "bench"]
+from engine_only import round_rates  # noqa: E402
 from perplexity import corpus, perplexity  # noqa: E402
 
-from switchboard.engine import (  # noqa: E402
-    Engine,
-    EngineConfig,
-    GenerationRequest,
-    LlamaModel,
-    SamplingParams,
-    StepOutput,
-)
+from switchboard.engine import LlamaModel  # noqa: E402
 from switchboard.engine import model as model_module  # noqa: E402
 from switchboard.engine.embedded import embedded_model_path  # noqa: E402
 
@@ -53,30 +46,23 @@ def converted(source: Path, name: str) -> Path:
     return out
 
 
-def decode_rate(path: Path, sequences: int, rounds: int = 2) -> float:
-    """Best of ``rounds``: output tok/s with ``sequences`` sequences of 128 tokens at once."""
-    config = EngineConfig(max_sequences=sequences, cache_slots=0)
-    model = LlamaModel(path, 8192, config.sequence_ids, 2, flash_attn=True)
-    engine = Engine(model, config)
-    prompt = model.tokenize("<|im_start|>user\nTell a story about a dragon.<|im_end|>\n"
-                            "<|im_start|>assistant\n")
-    best = 0.0
-    for r in range(rounds):
-        done = threading.Semaphore(0)
+def decode_rate(path: Path, sequences: int) -> float:
+    """Best of two rounds, as ``bench/engine_only.py`` measures them."""
+    return max(round_rates(path, sequences, rounds=2))
 
-        def sink(out: StepOutput, done: threading.Semaphore = done) -> None:
-            if out.finished:
-                done.release()
 
-        started = time.monotonic()
-        for i in range(sequences):
-            params = SamplingParams(temperature=0.7, seed=i, max_tokens=128, ignore_eos=True)
-            engine.submit(GenerationRequest(tuple(prompt + [1000 * r + i + 10]), params), sink)
-        for _ in range(sequences):
-            done.acquire()
-        best = max(best, sequences * 128 / (time.monotonic() - started))
-    engine.shutdown()
-    return best
+def quality(path: Path, text: str) -> float:
+    model = LlamaModel(path, n_ctx=512, n_seq_max=1, n_threads=2)
+    try:
+        return perplexity(model, model.tokenize(text), 20, 512)
+    finally:
+        model.close()
+
+
+def isolated(fn, *args):  # type: ignore[no-untyped-def]
+    """Run one measurement in a fresh process: a model loaded earlier slows later decodes."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
 
 
 def main() -> None:
@@ -90,11 +76,10 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name in args.formats:
         path = converted(source, name)
-        model = LlamaModel(path, n_ctx=512, n_seq_max=1, n_threads=2)
-        ppl = perplexity(model, model.tokenize(text), 20, 512)
-        model.close()
-        print(f"| {name} | {path.stat().st_size / 1e6:.1f} MB | {ppl:.3f} | "
-              f"{decode_rate(path, 16):.0f} | {decode_rate(path, 1):.0f} |", flush=True)
+        ppl = isolated(quality, path, text)
+        batch, single = isolated(decode_rate, path, 16), isolated(decode_rate, path, 1)
+        print(f"| {name} | {path.stat().st_size / 1e6:.1f} MB | {ppl:.3f} | {batch:.0f} | "
+              f"{single:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
