@@ -23,7 +23,13 @@ from typing import Any
 
 from switchboard.governance.keys import ApiKey, KeyRing, Principal
 from switchboard.governance.ledger import UsageLedger
-from switchboard.governance.limits import LimitStore, Scope, Spend, Verdict
+from switchboard.governance.limits import (
+    LimitStore,
+    LimitStoreUnavailable,
+    Scope,
+    Spend,
+    Verdict,
+)
 from switchboard.persistence.usage import UsageRepository
 
 log = logging.getLogger(__name__)
@@ -163,10 +169,18 @@ class Governor:
         parallel = (admission.parallel, key.max_parallel) if key and key.max_parallel else None
         # a member unique to this admission (clients choose their x-request-id)
         member = admission.member = f"{self._instance}{next(self._admissions)}"
-        verdict = await self.limits.admit(member, admission.scopes, parallel, admission.spend)
-        if verdict.reason == "spend_unknown" and key is not None and admission.spend is not None:
-            await self._seed_spend(key, admission.spend)
-            verdict = await self.limits.admit(member, admission.scopes, parallel, admission.spend)
+        try:
+            verdict = await self.limits.admit(member, admission.scopes, parallel,
+                                              admission.spend)
+            if verdict.reason == "spend_unknown" and key is not None and admission.spend:
+                await self._seed_spend(key, admission.spend)
+                verdict = await self.limits.admit(member, admission.scopes, parallel,
+                                                  admission.spend)
+        except LimitStoreUnavailable as exc:
+            log.error("rate-limit counters unavailable: %s", exc)
+            raise self._refused(admission, GovernanceError(
+                503, "The rate-limit counters are unavailable; please try again shortly.",
+                "server_error", "limits_unavailable", headers={"retry-after": "1"})) from exc
         if verdict.allowed and verdict.requests is not None and verdict.requests.reset_s <= 0:
             verdict.requests.reset_s = 60.0  # this request is now the window's oldest
         admission.headers = rate_limit_headers(verdict)

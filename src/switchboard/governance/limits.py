@@ -5,7 +5,8 @@ that replicas together enforce one exact limit.
 ``admit`` checks every scope (a key; a key on one model) in one step and, when all pass, counts
 the request; ``settle`` adds the tokens a finished request used and its cost. Requests are exact
 (a sorted set of admission times in Redis); tokens use one-second buckets. In Redis both steps are
-one Lua script each: one round trip, atomic across replicas, on the Redis server's clock.
+Lua scripts, atomic across replicas, on the Redis server's clock: an admission is one round trip,
+and settled requests are batched into the next call instead of costing one of their own.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from typing import Protocol
 log = logging.getLogger(__name__)
 
 WINDOW_S = 60.0
+
+
+class LimitStoreUnavailable(RuntimeError):
+    """The shared counters cannot be reached (Redis down): requests are refused, not let by."""
 
 
 @dataclass(frozen=True)
@@ -288,7 +293,9 @@ class RedisLimitStore:
 
     def __init__(self, url: str, namespace: str = "sb") -> None:
         from redis.asyncio import Redis  # only needed with --redis-url
+        from redis.exceptions import RedisError
 
+        self._unreachable = RedisError
         self._redis = Redis.from_url(url)
         self._ns = namespace
         self._admit = self._redis.register_script(_ADMIT)
@@ -319,9 +326,9 @@ class RedisLimitStore:
             raw = await self._admit(keys=settled_keys + keys,
                                     args=[len(settled_args), len(settled_keys),
                                           *settled_args, *args])
-        except Exception:
+        except self._unreachable as exc:
             self._restore_pending(settled_keys, settled_args)
-            raise
+            raise LimitStoreUnavailable(f"Redis: {exc}") from exc
         deny, retry_ms, spent = (v.decode() if isinstance(v, bytes) else str(v) for v in raw[:3])
         verdict = Verdict(deny == "", deny or None, max(0.0, float(retry_ms) / 1000))
         if spent:
