@@ -14,7 +14,9 @@ import argparse
 import ctypes
 import multiprocessing
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import llama_cpp
 
@@ -26,6 +28,7 @@ from switchboard.engine import LlamaModel  # noqa: E402
 from switchboard.engine import model as model_module  # noqa: E402
 from switchboard.engine.embedded import embedded_model_path  # noqa: E402
 
+T = TypeVar("T")
 CACHE = Path.home() / ".cache" / "switchboard" / "formats"
 
 
@@ -59,8 +62,11 @@ def quality(path: Path, text: str) -> float:
         model.close()
 
 
-def isolated(fn, *args):  # type: ignore[no-untyped-def]
-    """Run one measurement in a fresh process: a model loaded earlier slows later decodes."""
+def isolated(fn: Callable[..., T], *args: object) -> T:
+    """Run one measurement in a fresh process. In one process, a second llama.cpp context that
+    computes from another thread decodes ~30 % slower: every thread running llama.cpp gets its own
+    OpenMP team, and with more OpenMP threads than cores libgomp stops spin-waiting. (The server
+    runs every forward pass on its one engine thread.)"""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(fn, args)
 
