@@ -2,7 +2,9 @@
 
     python bench/engine_only.py [--sequences 16] [--rounds 4] [--weights q8_0|original]
 
-Separates what llama.cpp and the scheduler deliver from what the server and client cost.
+Separates what llama.cpp and the scheduler deliver from what the server and client cost, and
+within the engine what ``llama_decode`` takes from what the Python around it (scheduling,
+sampling, detokenizing) takes.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, "src")
 from switchboard.engine import (  # noqa: E402
@@ -27,10 +32,38 @@ from switchboard.engine.embedded import embedded_model_path  # noqa: E402
 from switchboard.engine.weights import prepare_weights  # noqa: E402
 
 
-def round_rates(path: Path, sequences: int, rounds: int, flash_attn: bool = True) -> Iterator[float]:
-    """Output tok/s of each round of ``sequences`` sequences of 128 tokens started together."""
+@dataclass
+class Round:
+    tok_s: float
+    wall_s: float
+    decode_s: float  # inside llama_decode
+    passes: int  # forward passes
+
+    @property
+    def python_ms_per_pass(self) -> float:
+        return 1000 * (self.wall_s - self.decode_s) / max(1, self.passes)
+
+
+class TimedModel(LlamaModel):
+    """Adds up the time spent in ``llama_decode`` (and the logits copy)."""
+
+    decode_s = 0.0
+    passes = 0
+
+    def decode(self, tokens: np.ndarray, positions: np.ndarray, seq_ids: np.ndarray,
+               want_logits: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        try:
+            return super().decode(tokens, positions, seq_ids, want_logits)
+        finally:
+            self.decode_s += time.perf_counter() - started
+            self.passes += 1
+
+
+def rounds_of(path: Path, sequences: int, rounds: int, flash_attn: bool = True) -> Iterator[Round]:
+    """Each round: ``sequences`` sequences of 128 tokens started together."""
     config = EngineConfig(max_sequences=sequences, cache_slots=0)
-    model = LlamaModel(path, 8192, config.sequence_ids, 2, flash_attn=flash_attn)
+    model = TimedModel(path, 8192, config.sequence_ids, 2, flash_attn=flash_attn)
     engine = Engine(model, config)
     prompt = model.tokenize("<|im_start|>user\nTell a story about a dragon.<|im_end|>\n"
                             "<|im_start|>assistant\n")
@@ -42,13 +75,16 @@ def round_rates(path: Path, sequences: int, rounds: int, flash_attn: bool = True
                 if out.finished:
                     done.release()
 
+            decode_s, passes = model.decode_s, model.passes
             started = time.monotonic()
             for i in range(sequences):
                 params = SamplingParams(temperature=0.7, seed=i, max_tokens=128, ignore_eos=True)
                 engine.submit(GenerationRequest(tuple(prompt + [1000 * r + i + 10]), params), sink)
             for _ in range(sequences):
                 done.acquire()
-            yield sequences * 128 / (time.monotonic() - started)
+            wall = time.monotonic() - started
+            yield Round(sequences * 128 / wall, wall, model.decode_s - decode_s,
+                        model.passes - passes)
     finally:
         engine.shutdown()
 
@@ -62,9 +98,11 @@ def main() -> None:
     path = prepare_weights(
         embedded_model_path(), args.weights, Path.home() / ".cache" / "switchboard", threads=2
     )
-    rates = round_rates(path, args.sequences, args.rounds, flash_attn=args.weights == "q8_0")
-    for r, rate in enumerate(rates):
-        print(f"round {r + 1}: {rate:.1f} tok/s with {args.sequences} sequences", flush=True)
+    results = rounds_of(path, args.sequences, args.rounds, flash_attn=args.weights == "q8_0")
+    for r, result in enumerate(results):
+        print(f"round {r + 1}: {result.tok_s:.1f} tok/s with {args.sequences} sequences; "
+              f"llama_decode {100 * result.decode_s / result.wall_s:.0f} % of the time, "
+              f"Python {result.python_ms_per_pass:.2f} ms per forward pass", flush=True)
 
 
 if __name__ == "__main__":

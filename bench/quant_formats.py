@@ -21,7 +21,7 @@ from typing import TypeVar
 import llama_cpp
 
 sys.path[:0] = ["src", "bench"]
-from engine_only import round_rates  # noqa: E402
+from engine_only import rounds_of  # noqa: E402
 from perplexity import corpus, perplexity  # noqa: E402
 
 from switchboard.engine import LlamaModel  # noqa: E402
@@ -51,7 +51,7 @@ def converted(source: Path, name: str) -> Path:
 
 def decode_rate(path: Path, sequences: int) -> float:
     """Best of two rounds, as ``bench/engine_only.py`` measures them."""
-    return max(round_rates(path, sequences, rounds=2))
+    return max(r.tok_s for r in rounds_of(path, sequences, rounds=2))
 
 
 def quality(path: Path, text: str) -> float:
@@ -63,10 +63,11 @@ def quality(path: Path, text: str) -> float:
 
 
 def isolated(fn: Callable[..., T], *args: object) -> T:
-    """Run one measurement in a fresh process. In one process, a second llama.cpp context that
-    computes from another thread decodes ~30 % slower: every thread running llama.cpp gets its own
-    OpenMP team, and with more OpenMP threads than cores libgomp stops spin-waiting. (The server
-    runs every forward pass on its one engine thread.)"""
+    """Run one measurement in a fresh process. Measured: once one llama.cpp context has computed
+    on one thread, another computing on a second thread decodes ~30 % slower, as slow as with
+    ``OMP_WAIT_POLICY=passive``. Likely cause: each thread gets its own OpenMP team, and with more
+    OpenMP threads than cores libgomp stops spin-waiting. (The server runs every forward pass on
+    its one engine thread.)"""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(fn, args)
 

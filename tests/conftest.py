@@ -93,7 +93,7 @@ def stop_server(server: RunningServer) -> None:
         server.process.wait()
 
 
-def _missing(exc: ServiceMissing) -> None:
+def missing_service(exc: ServiceMissing) -> None:
     """Skip with the reason, except in CI, where ``.ci/run`` installs the servers."""
     if os.environ.get("CI"):
         pytest.fail(f"{exc} (CI must run these tests)")
@@ -105,7 +105,7 @@ def _service(start: Callable[[], AbstractContextManager[str]]) -> Iterator[str]:
         running = start()
         url = running.__enter__()
     except ServiceMissing as exc:
-        _missing(exc)
+        missing_service(exc)
     yield url
     running.__exit__(None, None, None)
 

@@ -5,13 +5,14 @@ budgets (``insufficient_quota``)."""
 from __future__ import annotations
 
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from tests.conftest import RunningServer, _missing, stop_server
+from tests.conftest import RunningServer, missing_service, stop_server
 from tests.gateway.upstream import FakeUpstream
 from tests.governance.conftest import (
     COST_PER_PAID_ANSWER,
@@ -136,23 +137,24 @@ def test_a_repeated_request_id_still_counts(governed: RunningServer, admin: Admi
 def test_redis_outage_refuses_with_503(tmp_path: Path, fake: FakeUpstream) -> None:
     """Counters that cannot be reached refuse requests (fail closed) with a clear, retryable
     error instead of a 500 or letting them through unlimited."""
-    try:
-        redis = redis_server()
-        url = redis.__enter__()
-    except ServiceMissing as exc:
-        _missing(exc)
-    server = start_governed(tmp_path, fake, "--redis-url", url)
-    try:
-        key = Admin(server).create_key(name="redis-outage", rpm=100)["key"]
-        client = sdk(server, key)
-        client.chat.completions.create(model="free", messages=MSG)
-        redis.__exit__(None, None, None)
-        with pytest.raises(openai.InternalServerError) as err:
+    with ExitStack() as redis:
+        try:
+            url = redis.enter_context(redis_server())  # this test's own: it is stopped below
+        except ServiceMissing as exc:
+            missing_service(exc)
+        server = start_governed(tmp_path, fake, "--redis-url", url)
+        try:
+            key = Admin(server).create_key(name="redis-outage", rpm=100)["key"]
+            client = sdk(server, key)
             client.chat.completions.create(model="free", messages=MSG)
-        assert err.value.status_code == 503
-        assert err.value.body["code"] == "limits_unavailable"
-        assert err.value.response.headers["retry-after"] == "1"
-        # keys without limits need no counters and keep working
-        assert sdk(server, STATIC_KEY).chat.completions.create(model="free", messages=MSG).id
-    finally:
-        stop_server(server)
+            redis.close()  # Redis goes away under the running server
+            with pytest.raises(openai.InternalServerError) as err:
+                client.chat.completions.create(model="free", messages=MSG)
+            assert err.value.status_code == 503
+            assert err.value.body["code"] == "limits_unavailable"
+            assert err.value.response.headers["retry-after"] == "1"
+            # keys without limits need no counters and keep working
+            assert sdk(server, STATIC_KEY).chat.completions.create(model="free",
+                                                                   messages=MSG).id
+        finally:
+            stop_server(server)

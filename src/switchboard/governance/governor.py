@@ -172,7 +172,8 @@ class Governor:
         try:
             verdict = await self.limits.admit(member, admission.scopes, parallel,
                                               admission.spend)
-            if verdict.reason == "spend_unknown" and key is not None and admission.spend:
+            if (verdict.reason == "spend_unknown" and key is not None
+                    and admission.spend is not None):
                 await self._seed_spend(key, admission.spend)
                 verdict = await self.limits.admit(member, admission.scopes, parallel,
                                                   admission.spend)

@@ -295,7 +295,7 @@ class RedisLimitStore:
         from redis.asyncio import Redis  # only needed with --redis-url
         from redis.exceptions import RedisError
 
-        self._unreachable = RedisError
+        self._unreachable = RedisError  # raised to callers as LimitStoreUnavailable
         self._redis = Redis.from_url(url)
         self._ns = namespace
         self._admit = self._redis.register_script(_ADMIT)
@@ -392,8 +392,11 @@ class RedisLimitStore:
         await self._settle(keys=keys, args=[len(args), len(keys), *args])
 
     async def seed_spend(self, spend: Spend, value: float) -> None:
-        await self._redis.set(self._key("spend", spend.name), repr(value), nx=True,
-                              ex=spend.ttl_s)
+        try:
+            await self._redis.set(self._key("spend", spend.name), repr(value), nx=True,
+                                  ex=spend.ttl_s)
+        except self._unreachable as exc:
+            raise LimitStoreUnavailable(f"Redis: {exc}") from exc
 
     async def close(self) -> None:
         if self._flushing:
