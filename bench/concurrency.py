@@ -28,15 +28,34 @@ from common import EOG_BAN, free_port, launched, switchboard
 
 sys.path.insert(0, "src")
 from switchboard.engine.embedded import embedded_model_path  # noqa: E402
+from switchboard.engine.kernel_probe import extra_buffers_run  # noqa: E402
 
 MODEL = "smollm2-135m-instruct"
 
 
+# llama-cpp-python's server started with llama.cpp's generic CPU weight buffers: on CPUs whose
+# AMX kernels crash (see switchboard.engine.kernel_probe) it has no option of its own for that.
+GENERIC_BUFFERS_SERVER = """
+import runpy, llama_cpp.llama_cpp as c
+default = c.llama_model_default_params
+def generic():
+    params = default()
+    params.use_extra_bufts = False
+    return params
+c.llama_model_default_params = generic
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+
+
 def llama_cpp_server(*flags: str) -> AbstractContextManager[tuple[str, float]]:
-    """llama-cpp-python's own server on the same file, queueing rather than cutting requests."""
+    """llama-cpp-python's own server on the same file, queueing rather than cutting requests,
+    on the same kind of llama.cpp kernels as Switchboard's engine."""
     port = free_port()
+    path = embedded_model_path()
+    launcher = ["-m", "llama_cpp.server"] if extra_buffers_run(path) else [
+        "-c", GENERIC_BUFFERS_SERVER]
     cmd = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path()),
+        sys.executable, *launcher, "--model", str(path),
         "--model_alias", MODEL, "--n_ctx", "8192", "--port", str(port),
         "--interrupt_requests", "False", *flags,
     ]

@@ -18,6 +18,8 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
+from switchboard.engine.kernel_probe import extra_buffers_run
+
 log = logging.getLogger(__name__)
 
 
@@ -113,11 +115,16 @@ class LlamaModel:
         n_threads: int,
         n_batch: int = 512,
         flash_attn: bool = False,
+        extra_buffers: bool | None = None,
     ) -> None:
+        """``extra_buffers``: llama.cpp's AMX / repacked weight layouts (``None``: where they run)."""
         init_backend()
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}")
+        if extra_buffers is None:
+            extra_buffers = extra_buffers_run(path)
         mparams = llama_cpp.llama_model_default_params()
+        mparams.use_extra_bufts = extra_buffers
         self._model = llama_cpp.llama_model_load_from_file(str(path).encode(), mparams)
         if not self._model:
             raise ModelLoadError(f"llama.cpp could not load {path} (not a valid GGUF file?)")
