@@ -44,8 +44,9 @@ def extra_buffers_run(path: Path) -> bool:
             timeout=PROBE_TIMEOUT_S,
             check=False,
         )
-    except subprocess.TimeoutExpired:
-        log.warning("llama.cpp's AMX kernel probe timed out; using its generic CPU kernels")
+    except (subprocess.TimeoutExpired, OSError) as exc:  # OSError: no Python to start
+        log.warning("llama.cpp's AMX kernel probe could not run (%s); using its generic CPU "
+                    "kernels", exc)
         return False
     if child.returncode != 0:
         log.warning(
