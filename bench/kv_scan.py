@@ -1,0 +1,110 @@
+"""What other sequences' KV cells cost a decode step in llama.cpp's unified KV cache.
+
+    python bench/kv_scan.py [--weights q8_0|original]
+
+The engine keeps every sequence in one pool of KV cells (``kv_unified``), which lets the prefix
+cache share cells without copying them, but each token's attention then walks every used cell,
+masked or not. Part 1 decodes one sequence, then 16, while cells of another sequence pile up
+(what finished sequences kept by the prefix cache cost). Part 2 decodes 16 sequences of 150 tokens
+in one unified pool and with a KV stream per sequence (llama.cpp's ``kv_unified = false``, what
+``llama-server -np 16`` uses), each in a fresh process. Times are the best of 3 x 15 steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+
+sys.path.insert(0, "src")
+from switchboard.engine import LlamaModel  # noqa: E402
+from switchboard.engine import model as model_module  # noqa: E402
+from switchboard.engine.embedded import embedded_model_path  # noqa: E402
+from switchboard.engine.weights import prepare_weights  # noqa: E402
+
+
+def fill(model: LlamaModel, seq: int, start: int, n: int) -> None:
+    """Prefill ``n`` cells of ``seq`` from position ``start`` (no logits)."""
+    for at in range(start, start + n, 256):
+        k = min(256, start + n - at)
+        model.decode(np.full(k, 300, np.int32), np.arange(at, at + k, dtype=np.int32),
+                     np.full(k, seq, np.int32), np.zeros(k, np.int8))
+
+
+def step_ms(model: LlamaModel, batch: int, at: int) -> float:
+    """Best of 3 x 15 decode steps of sequences 0..batch-1 at position ``at``."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for i in range(15):
+            model.decode(np.full(batch, 300, np.int32), np.full(batch, at + i, np.int32),
+                         np.arange(batch, dtype=np.int32), np.ones(batch, np.int8))
+        best = min(best, (time.perf_counter() - started) / 15)
+        for seq in range(batch):
+            model.forget(seq, at)
+    return 1000 * best
+
+
+def foreign_cells(path: Path) -> None:
+    model = LlamaModel(path, 8192, 18, 2, flash_attn=True)
+    started = time.perf_counter()
+    for seq in range(16):
+        fill(model, seq, 0, 150)
+    print(f"prefill: {1000 * (time.perf_counter() - started) / (16 * 150):.2f} ms per token "
+          "(what a reused cached cell saves)")
+    print("| other cells | 1 sequence decodes | 16 sequences decode |")
+    print("|---|---|---|")
+    held = 0
+    rows = []
+    for extra in (0, 2000, 5000):
+        fill(model, 17, held, extra - held)
+        held = extra
+        rows.append((step_ms(model, 1, 150), step_ms(model, 16, 150)))
+        print(f"| {extra} | {rows[-1][0]:.1f} ms | {rows[-1][1]:.1f} ms |", flush=True)
+    model.close()
+    per_cell = [(rows[-1][i] - rows[0][i]) * 1000 / 5000 / batch for i, batch in enumerate((1, 16))]
+    print(f"each other cell: {per_cell[0]:.2f} µs per decoded token with 1 sequence decoding, "
+          f"{per_cell[1]:.2f} µs with 16")
+
+
+def streams(path: Path, unified: bool) -> float:
+    original = llama_cpp.llama_init_from_model
+
+    def init(model: llama_cpp.llama_model_p, params: llama_cpp.llama_context_params):  # type: ignore[no-untyped-def]
+        params.kv_unified = unified  # the engine itself always uses one pool
+        return original(model, params)
+
+    model_module.llama_cpp.llama_init_from_model = init
+    model = LlamaModel(path, 16 * 512, 16, 2, flash_attn=True)
+    for seq in range(16):
+        fill(model, seq, 0, 150)
+    result = step_ms(model, 16, 150)
+    model.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--weights", choices=["q8_0", "original"], default="q8_0")
+    args = parser.parse_args()
+    path = prepare_weights(
+        embedded_model_path(), args.weights, Path.home() / ".cache" / "switchboard", threads=2
+    )
+    print("Part 1: 16 sequences of 150 tokens, plus cells of another sequence")
+    foreign_cells(path)
+    print("\nPart 2: 16 sequences of 150 tokens decoding, per step")
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1, maxtasksperchild=1) as pool:
+        for unified in (True, False, True, False):
+            ms = pool.apply(streams, (path, unified))
+            name = "one unified pool" if unified else "a stream per sequence"
+            print(f"{name}: {ms:.1f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()
