@@ -142,6 +142,19 @@ def test_prompt_longer_than_context_is_refused(engine: Engine) -> None:
         engine.submit(GenerationRequest(tuple([1] * 9000), SamplingParams()), Collector())
 
 
+def test_completion_past_the_context_is_refused_with_both_counts(engine: Engine) -> None:
+    ask = engine.context_limit  # 100 prompt tokens + this many new ones cannot fit
+    with pytest.raises(PromptTooLong) as refused:
+        engine.submit(
+            GenerationRequest(tuple([1] * 100), SamplingParams(max_tokens=ask)), Collector()
+        )
+    assert str(refused.value) == (
+        f"This model's maximum context length is {engine.context_limit} tokens. However, you "
+        f"requested {100 + ask} tokens (100 in the messages, {ask} in the completion). "
+        "Please reduce the length of the messages or completion."
+    )
+
+
 def test_prefix_cache_serves_a_repeated_prompt() -> None:
     config = EngineConfig(max_sequences=2, max_queue=4, cache_slots=2)
     model = LlamaModel(embedded_model_path(), n_ctx=2048, n_seq_max=config.sequence_ids, n_threads=2)

@@ -103,7 +103,7 @@ class Engine:
         room = self.context_limit - n_prompt
         max_new = request.params.max_tokens or room
         if max_new > room:
-            raise PromptTooLong(n_prompt + max_new, self.context_limit)
+            raise PromptTooLong(n_prompt, self.context_limit, max_new)
         if request.beam is not None and request.beam.width > self.config.max_sequences:
             raise EngineError(
                 f"best_of {request.beam.width} exceeds this server's "

@@ -127,10 +127,15 @@ class EngineOverloaded(EngineError):
 
 
 class PromptTooLong(EngineError):
-    def __init__(self, prompt_tokens: int, limit: int) -> None:
+    """Prompt plus requested completion exceed the context (worded as OpenAI words it)."""
+
+    def __init__(self, prompt_tokens: int, limit: int, completion_tokens: int = 0) -> None:
+        total = prompt_tokens + completion_tokens
+        detail = (f" ({prompt_tokens} in the messages, {completion_tokens} in the completion)"
+                  if completion_tokens else "")
         super().__init__(
-            f"This model's maximum context length is {limit} tokens; "
-            f"the messages use {prompt_tokens} tokens."
+            f"This model's maximum context length is {limit} tokens. However, you requested "
+            f"{total} tokens{detail}. Please reduce the length of the messages or completion."
         )
         self.prompt_tokens = prompt_tokens
         self.limit = limit
