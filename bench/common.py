@@ -1,17 +1,22 @@
-"""Helpers shared by the benchmarks: start a server, stream one request and time it."""
+"""Helpers shared by the benchmarks: start a server, stream one request and time it, run a
+measurement in a fresh process."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 EOG_BAN = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens
 
@@ -75,3 +80,13 @@ def stream_once(base: str, body: dict) -> Timing:
                 tokens = chunk["usage"]["completion_tokens"]
     end = time.monotonic()
     return Timing(ttft=(first or end) - t0, total=end - t0, tokens=tokens)
+
+
+def isolated(fn: Callable[..., T], *args: object) -> T:
+    """Run one measurement in a fresh process. Measured: once one llama.cpp context has computed
+    on one thread, another computing on a second thread decodes ~30 % slower, as slow as with
+    ``OMP_WAIT_POLICY=passive``. Likely cause: each thread gets its own OpenMP team, and with more
+    OpenMP threads than cores libgomp stops spin-waiting. (The server runs every forward pass on
+    its one engine thread.)"""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)

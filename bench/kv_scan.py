@@ -13,7 +13,6 @@ in one unified pool and with a KV stream per sequence (llama.cpp's ``kv_unified 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,8 @@ import llama_cpp
 import numpy as np
 
 sys.path.insert(0, "src")
+from common import isolated  # noqa: E402
+
 from switchboard.engine import LlamaModel  # noqa: E402
 from switchboard.engine import model as model_module  # noqa: E402
 from switchboard.engine.embedded import embedded_model_path  # noqa: E402
@@ -98,13 +99,10 @@ def main() -> None:
     print("Part 1: 16 sequences of 150 tokens, plus cells of another sequence")
     foreign_cells(path)
     print("\nPart 2: 16 sequences of 150 tokens decoding, per step")
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1, maxtasksperchild=1) as pool:
-        for unified in (True, False, True, False):
-            ms = pool.apply(streams, (path, unified))
-            name = "one unified pool" if unified else "a stream per sequence"
-            print(f"{name}: {ms:.1f} ms", flush=True)
-
+    for unified in (True, False, True, False):
+        ms = isolated(streams, path, unified)
+        name = "one unified pool" if unified else "a stream per sequence"
+        print(f"{name}: {ms:.1f} ms", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import multiprocessing
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import llama_cpp
 
 sys.path[:0] = ["src", "bench"]
+from common import isolated  # noqa: E402
 from engine_only import rounds_of  # noqa: E402
 from perplexity import corpus, perplexity  # noqa: E402
 
@@ -28,7 +26,6 @@ from switchboard.engine import LlamaModel  # noqa: E402
 from switchboard.engine import model as model_module  # noqa: E402
 from switchboard.engine.embedded import embedded_model_path  # noqa: E402
 
-T = TypeVar("T")
 CACHE = Path.home() / ".cache" / "switchboard" / "formats"
 
 
@@ -60,16 +57,6 @@ def quality(path: Path, text: str) -> float:
         return perplexity(model, model.tokenize(text), 20, 512)
     finally:
         model.close()
-
-
-def isolated(fn: Callable[..., T], *args: object) -> T:
-    """Run one measurement in a fresh process. Measured: once one llama.cpp context has computed
-    on one thread, another computing on a second thread decodes ~30 % slower, as slow as with
-    ``OMP_WAIT_POLICY=passive``. Likely cause: each thread gets its own OpenMP team, and with more
-    OpenMP threads than cores libgomp stops spin-waiting. (The server runs every forward pass on
-    its one engine thread.)"""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(fn, args)
 
 
 def main() -> None:

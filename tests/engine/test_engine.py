@@ -138,8 +138,9 @@ def test_queue_full_is_refused(engine: Engine, reference: dict) -> None:
 
 
 def test_prompt_longer_than_context_is_refused(engine: Engine) -> None:
-    with pytest.raises(PromptTooLong):
+    with pytest.raises(PromptTooLong) as refused:
         engine.submit(GenerationRequest(tuple([1] * 9000), SamplingParams()), Collector())
+    assert "However, your messages resulted in 9000 tokens." in str(refused.value)
 
 
 def test_completion_past_the_context_is_refused_with_both_counts(engine: Engine) -> None:

@@ -130,12 +130,14 @@ class PromptTooLong(EngineError):
     """Prompt plus requested completion exceed the context (worded as OpenAI words it)."""
 
     def __init__(self, prompt_tokens: int, limit: int, completion_tokens: int = 0) -> None:
-        total = prompt_tokens + completion_tokens
-        detail = (f" ({prompt_tokens} in the messages, {completion_tokens} in the completion)"
-                  if completion_tokens else "")
+        if completion_tokens:
+            asked = (f"you requested {prompt_tokens + completion_tokens} tokens ({prompt_tokens} "
+                     f"in the messages, {completion_tokens} in the completion)")
+        else:
+            asked = f"your messages resulted in {prompt_tokens} tokens"
         super().__init__(
-            f"This model's maximum context length is {limit} tokens. However, you requested "
-            f"{total} tokens{detail}. Please reduce the length of the messages or completion."
+            f"This model's maximum context length is {limit} tokens. However, {asked}. "
+            "Please reduce the length of the messages or completion."
         )
         self.prompt_tokens = prompt_tokens
         self.limit = limit
