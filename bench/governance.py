@@ -103,7 +103,8 @@ async def ledger_rate(url: str, batch: int, rows: int = 50_000) -> tuple[float, 
 async def limit_check(url: str, checks: int = 3000) -> tuple[float, float]:
     """One key's limit check against Redis (rpm, tpm, parallel and budget, each request settled
     in the next check's call): p50 latency and client CPU per request, both in µs."""
-    from switchboard.governance.limits import RedisLimitStore, Scope, Spend
+    from switchboard.governance.limits import Scope, Spend
+    from switchboard.governance.redis_limits import RedisLimitStore
 
     store = RedisLimitStore(url, namespace=f"bench-{time.time_ns()}")
     scopes = [Scope("k:bench", rpm=10**9, tpm=10**9)]

@@ -51,12 +51,14 @@ def test_budget_periods_run_back_to_back_from_creation() -> None:
 class FakeRepo:
     """Counts lookups, so the ring's cache shows."""
 
-    def __init__(self, rows: dict[str, dict]) -> None:
+    def __init__(self, rows: dict[str, dict], delay_s: float = 0.0) -> None:
         self.rows = rows
         self.lookups = 0
+        self.delay_s = delay_s
 
     async def by_prefix(self, prefix: str) -> dict | None:
         self.lookups += 1
+        await asyncio.sleep(self.delay_s)
         return self.rows.get(prefix)
 
     async def count_active(self) -> int:
@@ -88,4 +90,24 @@ def test_ring_caches_lookups_and_misses() -> None:
         assert static is not None and not static.key.stored  # type: ignore[union-attr]
         assert not await ring.is_open()
         assert await KeyRing(FakeRepo({}), [], None).is_open()  # type: ignore[arg-type]
+    asyncio.run(go())
+
+
+def test_ring_requests_that_miss_together_share_one_lookup() -> None:
+    secret = new_secret()
+    row = {"id": "key_2", "name": "n", "prefix": secret[:PREFIX_LEN],
+           "secret_hash": hash_key(secret), "created_at": datetime.now(UTC)}
+    repo = FakeRepo({row["prefix"]: row}, delay_s=0.05)
+    ring = KeyRing(repo, [], None, ttl_s=60)  # type: ignore[arg-type]
+
+    async def go() -> None:
+        first = asyncio.ensure_future(ring.authenticate([secret]))
+        await asyncio.sleep(0.01)
+        first.cancel()  # the caller that started the read leaves: the others still get it
+        found = await asyncio.gather(*(ring.authenticate([secret]) for _ in range(20)))
+        assert {p.key.id for p in found} == {"key_2"}  # type: ignore[union-attr]
+        assert repo.lookups == 1
+        ring.forget(row["prefix"])  # changed meanwhile: the next request reads again
+        await ring.authenticate([secret])
+        assert repo.lookups == 2
     asyncio.run(go())

@@ -9,13 +9,8 @@ from typing import Any
 
 import pytest
 
-from switchboard.governance.limits import (
-    LimitStore,
-    MemoryLimitStore,
-    RedisLimitStore,
-    Scope,
-    Spend,
-)
+from switchboard.governance.limits import LimitStore, MemoryLimitStore, Scope, Spend
+from switchboard.governance.redis_limits import RedisLimitStore
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -150,3 +145,62 @@ def test_redis_settles_of_one_turn_go_in_one_call_and_reach_other_replicas(
         await replica_b.close()
         await stats.aclose()
     run(go())
+
+
+def test_admissions_of_one_turn_go_in_one_redis_call_and_stay_exact(
+    make_store: Callable[[], LimitStore], request: pytest.FixtureRequest,
+) -> None:
+    """Twenty requests arriving together on a 5 rpm key with 3 parallel slots: exactly the
+    first three are admitted (the parallel limit binds first), whatever the store batches."""
+    async def go() -> None:
+        store = make_store()
+        scope = [Scope("k:burst", rpm=5)]
+        calls = await _script_counter(store, request)
+        before = await calls()
+        verdicts = await asyncio.gather(
+            *(store.admit(f"r{i}", scope, ("k:burst", 3), None) for i in range(20)))
+        assert [v.allowed for v in verdicts] == [True] * 3 + [False] * 17
+        assert {v.reason for v in verdicts[3:]} == {"parallel"}
+        assert [v.requests.remaining for v in verdicts[:3]] == [4, 3, 2]
+        if isinstance(store, RedisLimitStore):
+            assert await calls() - before == 1  # all twenty in one script call
+        for member in ("r0", "r1", "r2"):
+            await store.settle(scope, 0, "k:burst", None, 0.0, member)
+        later = await asyncio.gather(
+            *(store.admit(f"s{i}", scope, ("k:burst", 3), None) for i in range(4)))
+        assert [v.allowed for v in later] == [True, True, False, False]
+        assert [v.reason for v in later[2:]] == ["requests", "requests"]
+        await store.close()
+    run(go())
+
+
+def test_redis_admission_whose_caller_left_gives_its_running_slot_back(redis_url: str) -> None:
+    async def go() -> None:
+        store = RedisLimitStore(redis_url, namespace=f"test-{uuid.uuid4().hex}")
+        await store.ping()
+        waiting = asyncio.ensure_future(store.admit("gone", [], ("k:left", 1), None))
+        await asyncio.sleep(0)  # queued; the call is sent at the next turn
+        await asyncio.sleep(0)  # ... and is in flight now
+        waiting.cancel()
+        await store.flush()  # the admission's reply, then the release it queued
+        assert (await store.admit("next", [], ("k:left", 1), None)).allowed
+        await store.close()
+    run(go())
+
+
+async def _script_counter(store: LimitStore,
+                          request: pytest.FixtureRequest) -> Callable[[], Coroutine[Any, Any, int]]:
+    """Script calls Redis has run (0 for the memory store)."""
+    if not isinstance(store, RedisLimitStore):
+        async def none() -> int:
+            return 0
+        return none
+    from redis.asyncio import Redis
+
+    stats = Redis.from_url(request.getfixturevalue("redis_url"))
+
+    async def calls() -> int:
+        info = await stats.info("commandstats")
+        return sum(v["calls"] - v["failed_calls"] for k, v in info.items()
+                   if k.startswith("cmdstat_evalsha"))
+    return calls

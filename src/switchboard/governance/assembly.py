@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from switchboard.governance.governor import Governor, ModelLimits
 from switchboard.governance.keys import KeyRing
 from switchboard.governance.ledger import UsageLedger
-from switchboard.governance.limits import LimitStore, MemoryLimitStore, RedisLimitStore
+from switchboard.governance.limits import LimitStore, MemoryLimitStore
+from switchboard.governance.redis_limits import RedisLimitStore
 from switchboard.governance.registry import KeyRegistry
 from switchboard.persistence import Database, database_url
 from switchboard.persistence.keys import KeyRepository

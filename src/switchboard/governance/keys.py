@@ -4,11 +4,13 @@ authenticates a presented key against the keys given at start and the stored one
 A stored key is ``sk-sb-`` + 8 lookup characters + 32 secret characters (base62, 238 random
 bits). The first 14 characters (the prefix) find the row; the SHA-256 of the whole key is compared
 in constant time. A fast hash is right here: keys are long random strings, not passwords. Lookups
-are cached for ``ttl_s`` seconds, so a key revoked on another replica stops working within that.
+are cached for ``ttl_s`` seconds, so a key revoked on another replica stops working within that;
+requests that miss the cache together share one database query.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -165,6 +167,7 @@ class KeyRing:
         self._admin = hash_key(admin_key) if admin_key else None
         self._ttl = ttl_s
         self._cache: dict[str, tuple[float, ApiKey | None, str | None]] = {}
+        self._loading: dict[str, asyncio.Future[tuple[ApiKey | None, str | None]]] = {}
         self._stored_keys = 0
         self._counted_at = -1e9
 
@@ -183,6 +186,7 @@ class KeyRing:
     def forget(self, prefix: str) -> None:
         """Drop a cached lookup (after this process created, changed or revoked the key)."""
         self._cache.pop(prefix, None)
+        self._loading.pop(prefix, None)  # a read in flight may predate the change
         self._counted_at = -1e9
 
     async def authenticate(self, presented: list[str]) -> Principal | None:
@@ -200,14 +204,28 @@ class KeyRing:
         return None
 
     async def _lookup(self, prefix: str) -> tuple[ApiKey | None, str | None]:
-        now = time.monotonic()
         cached = self._cache.get(prefix)
-        if cached is not None and now - cached[0] < self._ttl:
+        if cached is not None and time.monotonic() - cached[0] < self._ttl:
             return cached[1], cached[2]
+        loading = self._loading.get(prefix)
+        if loading is None:  # the first miss reads the key; the others share its answer
+            loading = self._loading[prefix] = asyncio.ensure_future(self._load(prefix))
+            loading.add_done_callback(lambda done: self._loaded(prefix, done))
+        return await asyncio.shield(loading)  # a caller that leaves does not cancel the read
+
+    async def _load(self, prefix: str) -> tuple[ApiKey | None, str | None]:
+        now = time.monotonic()
         row = await self._repo.by_prefix(prefix) if self._repo is not None else None
         key = ApiKey.from_row(row) if row is not None else None
         entry = (now, key, row["secret_hash"] if row else None)
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[prefix] = entry
+        if self._loading.get(prefix) is asyncio.current_task():  # not forgotten meanwhile
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[prefix] = entry
         return entry[1], entry[2]
+
+    def _loaded(self, prefix: str, done: asyncio.Future[tuple[ApiKey | None, str | None]]) -> None:
+        if self._loading.get(prefix) is done:
+            del self._loading[prefix]
+        if not done.cancelled():
+            done.exception()  # marked as seen: every caller that still waits gets it raised
