@@ -204,3 +204,23 @@ async def _script_counter(store: LimitStore,
         return sum(v["calls"] - v["failed_calls"] for k, v in info.items()
                    if k.startswith("cmdstat_evalsha"))
     return calls
+
+
+def test_redis_settle_rides_with_the_next_admission(
+    redis_url: str, request: pytest.FixtureRequest,
+) -> None:
+    """One client: a request's settle and the next request's admission cost one call."""
+    async def go() -> None:
+        store = RedisLimitStore(redis_url, namespace=f"test-{uuid.uuid4().hex}")
+        scope = [Scope("k:one", rpm=100, tpm=1000)]
+        await store.admit("r1", scope, ("k:one", 1), None)  # loads the script
+        calls = await _script_counter(store, request)
+        before = await calls()
+        await store.settle(scope, 300, "k:one", None, 0.0, "r1")
+        await asyncio.sleep(0)  # the next request arrives before the settle's delay is over
+        second = await store.admit("r2", scope, ("k:one", 1), None)
+        assert second.allowed  # r1's parallel slot was freed first, in the same call
+        assert second.tokens.remaining == 700
+        assert await calls() - before == 1
+        await store.close()
+    run(go())

@@ -3,9 +3,10 @@ the same server, so that together they enforce one exact limit.
 
 Everything is one Lua script, atomic across replicas and timed on the Redis server's clock. The
 admissions and settled requests of one event-loop turn go to Redis together, in one call, and
-while a call is in flight the next turn's work waits for it and then goes as the next call. Under
-load a limit check therefore costs a fraction of a round trip (and of redis-py's per-call CPU,
-~180 µs on a 2-core VM) per request; with one client it costs one round trip, as before. Inside
+while a call is in flight the next turn's work waits for it and then goes as the next call;
+settled requests alone wait up to ``SETTLE_DELAY_S`` for an admission to ride with. Under load a
+limit check therefore costs a fraction of a round trip (and of redis-py's per-call CPU, ~180 µs on
+a 2-core VM) per request; with one client it costs one round trip. Inside
 the script the admissions are checked one after another, so batching never lets one through that
 a check of its own would have refused.
 """
@@ -26,6 +27,11 @@ from switchboard.governance.limits import (
 )
 
 log = logging.getLogger(__name__)
+
+# How long settled requests may wait for an admission to carry them to Redis. Other replicas see
+# the tokens, cost and freed parallel slot that much later; this replica's own next admission
+# always applies them first.
+SETTLE_DELAY_S = 0.002
 
 # ARGV[1], ARGV[2], ARGV[3]: the settled requests' ARGV and KEYS counts, the number of
 # admissions. Then each settled request (KEYS: its token hashes, i.e. its scopes with a tpm
@@ -162,6 +168,7 @@ class RedisLimitStore:
         self._settled_keys: list[str] = []
         self._settled_args: list[str | int] = []
         self._sender: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def _key(self, *parts: str) -> str:
         return ":".join((self._ns, *parts))
@@ -187,9 +194,12 @@ class RedisLimitStore:
 
     async def settle(self, scopes: list[Scope], tokens: int, parallel: str | None,
                      spend: Spend | None, cost_usd: float, member: str = "") -> None:
-        """Queued for the next call (this turn's, or the one after the call in flight)."""
+        """Queued for the next call: the one after the call in flight, the next admission's, or
+        one of their own ``SETTLE_DELAY_S`` later (with one client, the next request's admission
+        usually comes first and carries them)."""
         self._queue_settle(scopes, tokens, parallel, spend, cost_usd, member)
-        self._wake()
+        if self._sender is None and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(SETTLE_DELAY_S, self._wake)
 
     def _queue_settle(self, scopes: list[Scope], tokens: int, parallel: str | None,
                       spend: Spend | None, cost_usd: float, member: str) -> None:
@@ -202,6 +212,9 @@ class RedisLimitStore:
     def _wake(self) -> None:
         """Start the sender unless it runs: its first call goes at the next turn, so every
         admission and settle of this turn is in it."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._sender is None:
             self._sender = asyncio.get_running_loop().create_task(self._send_all())
 
