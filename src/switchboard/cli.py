@@ -144,10 +144,10 @@ def settle_garbage_collector() -> None:
     """Take the startup's ~150,000 objects (modules, routes, schemas), which live as long as the
     process, out of the cyclic collector's scans, and collect young objects every 10,000
     allocations instead of 700 so that requests in flight are not promoted to the oldest
-    generation by the hundred. Measured on a 2-core VM, 32 connections saturating a governed
-    gateway: GC took 1.0–1.3 s of every 8 s of load (full collections of ~100 ms each) and takes
-    0.01–0.02 s now; p99 latency fell from 147–177 ms to 45–63 ms, throughput rose from
-    585–787 to 899–1,029 requests/s."""
+    generation by the hundred. Measured on a 2-core VM, 32 connections saturating the gateway
+    (in front of nginx, with and without stored keys): GC took 0.8–1.3 s of every 8 s of load
+    (full collections of ~100 ms each) and takes 0.01–0.02 s now; p99 latency fell from
+    122–177 ms to 45–63 ms. Throughput rose too, by less than this VM's run-to-run noise."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
