@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from switchboard.governance.limits import LimitStore, MemoryLimitStore, Scope, Spend
+from switchboard.governance.limits import (
+    LimitStore,
+    LimitStoreUnavailable,
+    MemoryLimitStore,
+    Scope,
+    Spend,
+)
 from switchboard.governance.redis_limits import RedisLimitStore
 
 
@@ -223,4 +229,26 @@ def test_redis_settle_rides_with_the_next_admission(
         assert second.tokens.remaining == 700
         assert await calls() - before == 1
         await store.close()
+    run(go())
+
+
+def test_redis_unreachable_refuses_every_waiting_check_and_never_hangs() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def go() -> None:
+        store = RedisLimitStore(f"redis://127.0.0.1:{port}", namespace="down")
+        scope = [Scope("k:down", rpm=5)]
+        results = await asyncio.wait_for(asyncio.gather(
+            *(store.admit(f"r{i}", scope, None, None) for i in range(3)),
+            return_exceptions=True), 10)
+        assert all(isinstance(r, LimitStoreUnavailable) for r in results)
+        await store.settle(scope, 10, None, None, 0.0)
+        await asyncio.wait_for(store.flush(), 10)  # gives up on this call, keeps the settle
+        with pytest.raises(LimitStoreUnavailable):  # the next check tries Redis again
+            await asyncio.wait_for(store.admit("again", scope, None, None), 10)
+        await asyncio.wait_for(store.close(), 10)
     run(go())

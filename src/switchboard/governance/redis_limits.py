@@ -241,21 +241,31 @@ class RedisLimitStore:
             # not applied (or not known to be): the settles go again with the next call
             self._settled_keys[:0] = settled_keys
             self._settled_args[:0] = settled_args
-            unreachable = isinstance(exc, self._unreachable)
-            for pending in batch:
-                if pending.future.done():
-                    continue
-                if unreachable:
-                    pending.future.set_exception(LimitStoreUnavailable(f"Redis: {exc}"))
-                else:
+            if isinstance(exc, asyncio.CancelledError):  # the server is stopping
+                for pending in batch:
                     pending.future.cancel()
-            if not unreachable:
                 raise
-            log.error("rate-limit counters: Redis call failed: %s", exc)
+            log.error("rate-limit counters: Redis call failed: %s", exc,
+                      exc_info=not isinstance(exc, self._unreachable))
+            self._fail(batch, exc)
             return False
-        for pending, reply in zip(batch, replies, strict=True):
-            self._deliver(pending, reply)
+        if len(replies) != len(batch):  # never expected: fail them rather than guess
+            self._fail(batch, RuntimeError(f"{len(replies)} replies for {len(batch)} checks"))
+            return True
+        for pending, reply in zip(batch, replies):
+            try:
+                self._deliver(pending, reply)
+            except Exception as exc:
+                log.exception("rate-limit counters: unreadable reply %r", reply)
+                self._fail([pending], exc)
         return True
+
+    @staticmethod
+    def _fail(batch: list[_Pending], exc: BaseException) -> None:
+        """Each waiting admission gets the error its caller answers 503 for."""
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(LimitStoreUnavailable(f"Redis: {exc}"))
 
     def _deliver(self, pending: _Pending, reply: list[bytes | int]) -> None:
         deny, retry_ms, spent = (v.decode() if isinstance(v, bytes) else str(v)
