@@ -252,3 +252,21 @@ def test_redis_unreachable_refuses_every_waiting_check_and_never_hangs() -> None
             await asyncio.wait_for(store.admit("again", scope, None, None), 10)
         await asyncio.wait_for(store.close(), 10)
     run(go())
+
+
+def test_redis_batches_are_capped_and_stay_exact(redis_url: str,
+                                                 request: pytest.FixtureRequest) -> None:
+    async def go() -> None:
+        from switchboard.governance import redis_limits
+
+        store = RedisLimitStore(redis_url, namespace=f"test-{uuid.uuid4().hex}")
+        scope = [Scope("k:many", rpm=300)]
+        calls = await _script_counter(store, request)
+        before = await calls()
+        verdicts = await asyncio.gather(
+            *(store.admit(f"r{i}", scope, None, None) for i in range(2 * redis_limits.MAX_BATCH)))
+        assert sum(v.allowed for v in verdicts) == 300
+        assert [v.allowed for v in verdicts] == [True] * 300 + [False] * (len(verdicts) - 300)
+        assert await calls() - before == 2
+        await store.close()
+    run(go())

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # the tokens, cost and freed parallel slot that much later; this replica's own next admission
 # always applies them first.
 SETTLE_DELAY_S = 0.002
+MAX_BATCH = 256  # admissions per call; more wait for the next one
 
 # ARGV[1], ARGV[2], ARGV[3]: the settled requests' ARGV and KEYS counts, the number of
 # admissions. Then each settled request (KEYS: its token hashes, i.e. its scopes with a tpm
@@ -228,8 +229,8 @@ class RedisLimitStore:
 
     async def _send(self) -> bool:
         """One call with everything waiting; False when Redis could not be reached."""
-        batch = [p for p in self._admissions if not p.future.done()]
-        self._admissions = []
+        batch = [p for p in self._admissions[:MAX_BATCH] if not p.future.done()]
+        del self._admissions[:MAX_BATCH]
         settled_keys, settled_args = self._settled_keys, self._settled_args
         self._settled_keys, self._settled_args = [], []
         keys = settled_keys + [k for p in batch for k in p.keys]
