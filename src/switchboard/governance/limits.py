@@ -70,7 +70,8 @@ class LimitStore(Protocol):
     async def close(self) -> None: ...
 
 
-def _tightest(current: Window | None, new: Window) -> Window:
+def tightest(current: Window | None, new: Window) -> Window:
+    """The window with fewer requests (or tokens) left: the one the headers report."""
     return new if current is None or new.remaining < current.remaining else current
 
 
@@ -106,14 +107,14 @@ class MemoryLimitStore:
             if scope.rpm is not None:
                 used = len(counters.admitted)
                 reset = counters.admitted[0] + WINDOW_S - now if counters.admitted else 0.0
-                verdict.requests = _tightest(verdict.requests,
+                verdict.requests = tightest(verdict.requests,
                                              Window(scope.rpm, scope.rpm - used - 1, reset))
                 if used >= scope.rpm and verdict.allowed:
                     verdict = _deny(verdict, "requests", reset)
             if scope.tpm is not None:
                 used = counters.token_sum
                 reset = counters.tokens[0][0] + WINDOW_S - now if counters.tokens else 0.0
-                verdict.tokens = _tightest(verdict.tokens,
+                verdict.tokens = tightest(verdict.tokens,
                                            Window(scope.tpm, max(0, scope.tpm - used), reset))
                 if used >= scope.tpm and verdict.allowed:
                     verdict = _deny(verdict, "tokens", reset)

@@ -23,7 +23,7 @@ from switchboard.governance.limits import (
     Spend,
     Verdict,
     Window,
-    _tightest,
+    tightest,
 )
 
 log = logging.getLogger(__name__)
@@ -281,11 +281,11 @@ class RedisLimitStore:
         for i, scope in enumerate(pending.scopes):
             used_r, reset_r, used_t, reset_t = counts[4 * i: 4 * i + 4]
             if scope.rpm is not None:
-                verdict.requests = _tightest(
+                verdict.requests = tightest(
                     verdict.requests, Window(scope.rpm, max(0, scope.rpm - used_r - taken),
                                              reset_r / 1000))
             if scope.tpm is not None:
-                verdict.tokens = _tightest(
+                verdict.tokens = tightest(
                     verdict.tokens, Window(scope.tpm, max(0, scope.tpm - used_t), reset_t / 1000))
         if not pending.future.done():
             pending.future.set_result(verdict)
