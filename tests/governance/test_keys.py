@@ -107,7 +107,14 @@ def test_ring_requests_that_miss_together_share_one_lookup() -> None:
         found = await asyncio.gather(*(ring.authenticate([secret]) for _ in range(20)))
         assert {p.key.id for p in found} == {"key_2"}  # type: ignore[union-attr]
         assert repo.lookups == 1
-        ring.forget(row["prefix"])  # changed meanwhile: the next request reads again
+        ring.forget(row["prefix"])  # changed here: the next request reads again
         await ring.authenticate([secret])
         assert repo.lookups == 2
+        ring.forget(row["prefix"])
+        reading = asyncio.ensure_future(ring.authenticate([secret]))
+        await asyncio.sleep(0.01)
+        ring.forget(row["prefix"])  # changed while that read was in flight: its answer is stale
+        await reading
+        await ring.authenticate([secret])
+        assert repo.lookups == 4  # the stale answer was not cached
     asyncio.run(go())
