@@ -5,10 +5,10 @@ Everything is one Lua script, atomic across replicas and timed on the Redis serv
 admissions and settled requests of one event-loop turn go to Redis together, in one call, and
 while a call is in flight the next turn's work waits for it and then goes as the next call;
 settled requests alone wait up to ``SETTLE_DELAY_S`` for an admission to ride with. Under load a
-limit check therefore costs a fraction of a round trip (and of redis-py's per-call CPU, ~180 µs on
-a 2-core VM) per request; with one client it costs one round trip. Inside
-the script the admissions are checked one after another, so batching never lets one through that
-a check of its own would have refused.
+limit check therefore costs a fraction of a round trip, and of redis-py's CPU per call (180–290 µs
+on a 2-core VM); with one client it costs one round trip. Inside the script the admissions are
+checked one after another, so batching never lets one through that a check of its own would have
+refused.
 """
 
 from __future__ import annotations
