@@ -127,7 +127,7 @@ def serve(settings: Settings) -> int:
         settings.root_path,
     )
     app = create_app(settings)
-    settle_garbage_collector()
+    tune_garbage_collector()
     uvicorn.run(
         app,
         host=settings.bind_host,
@@ -140,7 +140,7 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def settle_garbage_collector() -> None:
+def tune_garbage_collector() -> None:
     """Take the startup's ~150,000 objects (modules, routes, schemas), which live as long as the
     process, out of the cyclic collector's scans, and collect young objects every 10,000
     allocations instead of 700 so that requests in flight are not promoted to the oldest

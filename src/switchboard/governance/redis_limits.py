@@ -146,6 +146,7 @@ return replies
 class _Pending:
     """An admission waiting for the next call."""
 
+    member: str
     keys: list[str]
     args: list[str | int]
     scopes: list[Scope]
@@ -189,7 +190,7 @@ class RedisLimitStore:
         args += [parallel[1] if parallel else 0, repr(spend.budget_usd) if spend else ""]
         future = asyncio.get_running_loop().create_future()
         self._admissions.append(
-            _Pending(keys, args, scopes, parallel[0] if parallel else None, spend, future))
+            _Pending(member, keys, args, scopes, parallel[0] if parallel else None, spend, future))
         self._wake()
         return await future  # cancelled while waiting: never sent, or released (_deliver)
 
@@ -291,7 +292,7 @@ class RedisLimitStore:
             pending.future.set_result(verdict)
         elif verdict.allowed and pending.parallel is not None:
             # its caller left while the call was in flight: free the running slot it took
-            self._queue_settle([], 0, pending.parallel, None, 0.0, str(pending.args[0]))
+            self._queue_settle([], 0, pending.parallel, None, 0.0, pending.member)
             self._wake()
 
     async def flush(self) -> None:
