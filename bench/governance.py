@@ -1,6 +1,9 @@
 """Governance overhead: the same Switchboard with governance off, then on (a stored key with
-rpm/tpm limits and a budget, every request in the ledger), on SQLite with in-process counters and
-on PostgreSQL + Redis; then the ledger's raw write rate on PostgreSQL.
+rpm/tpm limits and a budget, every request in the ledger), on SQLite or PostgreSQL with
+in-process counters and on PostgreSQL + Redis; then the ledger's raw write rate on SQLite and
+PostgreSQL and one Redis limit check alone. Also printed: Redis script calls per request (how
+well the limit checks batch) and how busy the server's event-loop thread was when saturated
+(from /proc: at 100 % it is the bottleneck).
 
 The upstream is nginx answering a fixed completion (as in ``bench/gateway.py``); ``wrk`` is the
 client. PostgreSQL and Redis are throwaway servers from Debian's packages (``tests/services.py``).
@@ -26,7 +29,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
-from common import free_port, launched  # noqa: E402
+from common import free_port, launched, listener_pid, main_thread_cpu_s  # noqa: E402
 from gateway import KEY, nginx_conf, wrk  # noqa: E402
 
 from tests.services import postgres_server, redis_server  # noqa: E402
@@ -45,8 +48,19 @@ def config(tmp: Path, upstream: str) -> Path:
     return path
 
 
+def script_calls(redis_url: str | None) -> int:
+    """Lua script calls Redis has run so far (0 without Redis)."""
+    if redis_url is None:
+        return 0
+    from redis import Redis
+
+    with Redis.from_url(redis_url) as client:
+        stats = client.info("commandstats")
+    return sum(v["calls"] for k, v in stats.items() if k.startswith("cmdstat_evalsha"))
+
+
 def measure(name: str, args: list[str], tmp: Path, seconds: int, governed: bool,
-            paced_rate: float) -> dict:
+            paced_rate: float, redis_url: str | None = None) -> dict:
     port = free_port()
     command = [sys.executable, "-m", "switchboard", "serve", "--port", str(port),
                "--log-level", "warning", "--admin-key", ADMIN, *args]
@@ -59,9 +73,15 @@ def measure(name: str, args: list[str], tmp: Path, seconds: int, governed: bool,
             key, key_id = made["key"], made["id"]
         url = base + "/v1/chat/completions"
         warm = wrk(url, "bench", 4, 2, False, tmp, key)
+        pid = listener_pid(port)
+        calls, cpu = script_calls(redis_url), main_thread_cpu_s(pid)
         c32 = wrk(url, "bench", 32, seconds, False, tmp, key)
+        c32["loop_busy"] = (main_thread_cpu_s(pid) - cpu) / seconds
+        c32["calls"] = script_calls(redis_url) - calls
         paced = wrk(url, "bench", 32, seconds, False, tmp, key, rate=paced_rate)
+        calls = script_calls(redis_url)
         c1 = wrk(url, "bench", 1, seconds, False, tmp, key)
+        c1["calls"] = script_calls(redis_url) - calls
         rows = None
         sent = c32["requests"] + paced["requests"] + c1["requests"]
         if governed:  # every request the measured runs sent is in the ledger (warm-up aside)
@@ -142,15 +162,18 @@ def main() -> None:
         with postgres_server() as pg, redis_server() as redis:
             setups = [
                 ("off (--api-key, --no-ledger)",
-                 [*cfg, "--api-key", KEY, "--no-ledger", "--data-dir", str(tmp / "off")], False),
-                ("on: SQLite, in-process counters", [*cfg, "--data-dir", str(tmp / "on")], True),
+                 [*cfg, "--api-key", KEY, "--no-ledger", "--data-dir", str(tmp / "off")], False,
+                 None),
+                ("on: SQLite, in-process counters", [*cfg, "--data-dir", str(tmp / "on")], True,
+                 None),
+                ("on: PostgreSQL, in-process counters", [*cfg, "--database-url", pg], True, None),
                 ("on: PostgreSQL + Redis", [*cfg, "--database-url", pg, "--redis-url", redis],
-                 True),
+                 True, redis),
             ]
             for _ in range(args.rounds):  # alternated, so drift on a shared machine hits all
-                for name, setup, governed in setups:
-                    runs.setdefault(name, []).append(
-                        measure(name, setup, tmp, args.seconds, governed, args.paced_rate))
+                for name, setup, governed, redis_url in setups:
+                    runs.setdefault(name, []).append(measure(
+                        name, setup, tmp, args.seconds, governed, args.paced_rate, redis_url))
             writes = {(name, batch): asyncio.run(ledger_rate(url, batch))
                       for name, url in (("SQLite", f"sqlite:///{tmp / 'ledger.db'}"),
                                         ("PostgreSQL", pg))
@@ -169,8 +192,9 @@ def main() -> None:
           f"paced {args.paced_rate:,.0f} req/s (Poisson arrivals), then 1 connection:\n")
     print("| governance | saturated: req/s (p50) | CPU per request vs off | "
           f"paced {args.paced_rate:,.0f} req/s: p50 (added), p99 | "
-          "1 connection: req/s (p50, added) | ledger rows |")
-    print("|---|---|---|---|---|---|")
+          "1 connection: req/s (p50, added) | ledger rows | Redis calls per request @32 / @1 | "
+          "event loop busy, saturated |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, results in runs.items():
         rps32, p50_32 = median(name, ("c32", "rps")), median(name, ("c32", "p50_ms"))
         paced50, paced99 = median(name, ("paced", "p50_ms")), median(name, ("paced", "p99_ms"))
@@ -181,9 +205,14 @@ def main() -> None:
         rows = results[-1]["ledger_rows"]
         sent = results[-1]["sent"]
         ledger = f"{rows:,} of {sent:,}" if rows is not None else "-"
+        last = results[-1]
+        calls = (f"{last['c32']['calls'] / last['c32']['requests']:.2f} / "
+                 f"{last['c1']['calls'] / last['c1']['requests']:.2f}"
+                 if last["c32"]["calls"] else "-")
         print(f"| {name} | {rps32:,.0f} ({p50_32:.1f} ms) | {extra:+.3f} ms | "
               f"{paced50:.2f} ms ({paced_added:+.2f} ms), {paced99:.2f} ms | "
-              f"{rps1:,.0f} ({p50_1:.2f} ms, {added:+.2f} ms) | {ledger} |")
+              f"{rps1:,.0f} ({p50_1:.2f} ms, {added:+.2f} ms) | {ledger} | {calls} | "
+              f"{100 * median(name, ('c32', 'loop_busy')):.0f} % |")
     print("\n| ledger writes | batch | rows/s | CPU per row in this process |")
     print("|---|---|---|---|")
     for (name, batch), (rate, cpu_us) in writes.items():
