@@ -121,8 +121,6 @@ def test_redis_settles_of_one_turn_go_in_one_call_and_reach_other_replicas(
     redis_url: str,
 ) -> None:
     async def go() -> None:
-        from redis.asyncio import Redis
-
         namespace = f"test-{uuid.uuid4().hex}"
         replica_a = RedisLimitStore(redis_url, namespace=namespace)
         replica_b = RedisLimitStore(redis_url, namespace=namespace)
@@ -130,26 +128,18 @@ def test_redis_settles_of_one_turn_go_in_one_call_and_reach_other_replicas(
         await replica_a.admit("warm", [Scope("k:warm", tpm=1)], None, None)  # loads the scripts
         await replica_a.settle([Scope("k:warm", tpm=1)], 1, None, None, 0.0)
         await replica_a.flush()
-        stats = Redis.from_url(redis_url)
-
-        async def script_calls() -> int:
-            info = await stats.info("commandstats")
-            return sum(v["calls"] - v["failed_calls"] for k, v in info.items()
-                       if k.startswith("cmdstat_evalsha"))
-
-        before = await script_calls()
+        before = await script_calls(redis_url)
         await asyncio.gather(*(replica_a.settle(scope, 40, None, None, 0.0) for _ in range(25)))
-        await asyncio.sleep(0.05)  # applied at the end of the loop turn, no admission carrying it
+        await asyncio.sleep(0.05)  # applied after SETTLE_DELAY_S, no admission carrying them
         seen = await replica_b.admit("b", scope, None, None)
         assert not seen.allowed and seen.reason == "tokens" and seen.tokens.remaining == 0
-        assert await script_calls() - before == 2  # 25 settled requests in one call, b's admit
+        assert await script_calls(redis_url) - before == 2  # 25 settled requests in one call, b's admit
         # settles still waiting when a store closes are applied, not lost
         other = [Scope("k:closing", tpm=50)]
         await replica_a.settle(other, 50, None, None, 0.0)
         await replica_a.close()
         assert not (await replica_b.admit("c", other, None, None)).allowed
         await replica_b.close()
-        await stats.aclose()
     run(go())
 
 
@@ -161,15 +151,15 @@ def test_admissions_of_one_turn_go_in_one_redis_call_and_stay_exact(
     async def go() -> None:
         store = make_store()
         scope = [Scope("k:burst", rpm=5)]
-        calls = await _script_counter(store, request)
-        before = await calls()
+        url = request.getfixturevalue("redis_url") if isinstance(store, RedisLimitStore) else None
+        before = await script_calls(url)
         verdicts = await asyncio.gather(
             *(store.admit(f"r{i}", scope, ("k:burst", 3), None) for i in range(20)))
         assert [v.allowed for v in verdicts] == [True] * 3 + [False] * 17
         assert {v.reason for v in verdicts[3:]} == {"parallel"}
         assert [v.requests.remaining for v in verdicts[:3]] == [4, 3, 2]
         if isinstance(store, RedisLimitStore):
-            assert await calls() - before == 1  # all twenty in one script call
+            assert await script_calls(url) - before == 1  # all twenty in one script call
         for member in ("r0", "r1", "r2"):
             await store.settle(scope, 0, "k:burst", None, 0.0, member)
         later = await asyncio.gather(
@@ -194,40 +184,31 @@ def test_redis_admission_whose_caller_left_gives_its_running_slot_back(redis_url
     run(go())
 
 
-async def _script_counter(store: LimitStore,
-                          request: pytest.FixtureRequest) -> Callable[[], Coroutine[Any, Any, int]]:
-    """Script calls Redis has run (0 for the memory store)."""
-    if not isinstance(store, RedisLimitStore):
-        async def none() -> int:
-            return 0
-        return none
+async def script_calls(redis_url: str | None) -> int:
+    """Lua script calls Redis has run so far (0 for the memory store)."""
+    if redis_url is None:
+        return 0
     from redis.asyncio import Redis
 
-    stats = Redis.from_url(request.getfixturevalue("redis_url"))
-
-    async def calls() -> int:
+    async with Redis.from_url(redis_url) as stats:
         info = await stats.info("commandstats")
-        return sum(v["calls"] - v["failed_calls"] for k, v in info.items()
-                   if k.startswith("cmdstat_evalsha"))
-    return calls
+    return sum(v["calls"] - v["failed_calls"] for k, v in info.items()
+               if k.startswith("cmdstat_evalsha"))
 
 
-def test_redis_settle_rides_with_the_next_admission(
-    redis_url: str, request: pytest.FixtureRequest,
-) -> None:
+def test_redis_settle_rides_with_the_next_admission(redis_url: str) -> None:
     """One client: a request's settle and the next request's admission cost one call."""
     async def go() -> None:
         store = RedisLimitStore(redis_url, namespace=f"test-{uuid.uuid4().hex}")
         scope = [Scope("k:one", rpm=100, tpm=1000)]
         await store.admit("r1", scope, ("k:one", 1), None)  # loads the script
-        calls = await _script_counter(store, request)
-        before = await calls()
+        before = await script_calls(redis_url)
         await store.settle(scope, 300, "k:one", None, 0.0, "r1")
         await asyncio.sleep(0)  # the next request arrives before the settle's delay is over
         second = await store.admit("r2", scope, ("k:one", 1), None)
         assert second.allowed  # r1's parallel slot was freed first, in the same call
         assert second.tokens.remaining == 700
-        assert await calls() - before == 1
+        assert await script_calls(redis_url) - before == 1
         await store.close()
     run(go())
 
@@ -254,19 +235,17 @@ def test_redis_unreachable_refuses_every_waiting_check_and_never_hangs() -> None
     run(go())
 
 
-def test_redis_batches_are_capped_and_stay_exact(redis_url: str,
-                                                 request: pytest.FixtureRequest) -> None:
+def test_redis_batches_are_capped_and_stay_exact(redis_url: str) -> None:
     async def go() -> None:
         from switchboard.governance import redis_limits
 
         store = RedisLimitStore(redis_url, namespace=f"test-{uuid.uuid4().hex}")
         scope = [Scope("k:many", rpm=300)]
-        calls = await _script_counter(store, request)
-        before = await calls()
+        before = await script_calls(redis_url)
         verdicts = await asyncio.gather(
             *(store.admit(f"r{i}", scope, None, None) for i in range(2 * redis_limits.MAX_BATCH)))
         assert sum(v.allowed for v in verdicts) == 300
         assert [v.allowed for v in verdicts] == [True] * 300 + [False] * (len(verdicts) - 300)
-        assert await calls() - before == 2
+        assert await script_calls(redis_url) - before == 2
         await store.close()
     run(go())
