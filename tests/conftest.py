@@ -16,7 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.services import ServiceMissing, postgres_server, redis_server
+from tests.services import (
+    ServiceMissing,
+    pgvector_postgres_server,
+    postgres_server,
+    redis_server,
+)
 
 DATA = Path(__file__).parent / "data"
 API_KEY = "sk-test-switchboard-0123456789"
@@ -114,6 +119,12 @@ def _service(start: Callable[[], AbstractContextManager[str]]) -> Iterator[str]:
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL server for the session."""
     yield from _service(postgres_server)
+
+
+@pytest.fixture(scope="session")
+def pgvector_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server with the pgvector extension, for the session."""
+    yield from _service(pgvector_postgres_server)
 
 
 @pytest.fixture(scope="session")

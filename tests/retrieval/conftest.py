@@ -1,4 +1,5 @@
-"""A server with the embedded chat model, an admin key and two user keys, for retrieval tests."""
+"""A server with the embedded chat model, an admin key and two user keys, for retrieval tests:
+once on SQLite (vectors searched with NumPy), once on PostgreSQL with pgvector (searched there)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import RunningServer, start_server, stop_server
+from tests.services import create_database
 
 ADMIN_KEY = "sb-retrieval-admin-0123456789"
 
@@ -22,9 +24,15 @@ class Users:
     admin: httpx.Client
 
 
-@pytest.fixture(scope="package")
-def users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Users]:
-    srv = start_server(tmp_path_factory.mktemp("retrieval"), "--admin-key", ADMIN_KEY)
+@pytest.fixture(scope="package", params=["sqlite", "pgvector"])
+def users(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Users]:
+    database = []
+    if request.param == "pgvector":
+        database = ["--database-url", create_database(request.getfixturevalue("pgvector_url"))]
+    srv = start_server(tmp_path_factory.mktemp("retrieval"), "--admin-key", ADMIN_KEY, *database)
+    if request.param == "pgvector":
+        assert "pgvector set up" in srv.log(), srv.log()
     admin = httpx.Client(base_url=srv.base, timeout=60,
                          headers={"authorization": f"Bearer {ADMIN_KEY}"})
     clients = []

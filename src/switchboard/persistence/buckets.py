@@ -1,7 +1,9 @@
 """``BucketRepository``: document buckets, their documents, embedded chunks and embedding tasks.
 
 A bucket's ``version`` goes up in the same transaction as any change to its chunks, so a search
-index can tell with one small query whether what it holds is current.
+index can tell with one small query whether what it holds is current. Where the database keeps
+vectors in pgvector (``Database.pgvector``), a chunk's vector goes to ``chunk_vectors`` instead
+of ``chunks.embedding``, and ``nearest`` searches them there.
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from switchboard.persistence.database import Database
 from switchboard.persistence.tables import buckets, chunks, documents, embedding_tasks
+from switchboard.persistence.vectors import chunk_vectors
 
 Row = dict[str, Any]
 
@@ -26,6 +30,11 @@ class BucketExists(Exception):
 class BucketRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    @property
+    def pgvector(self) -> bool:
+        """Whether the database stores and searches the vectors (else: ``vectors`` + NumPy)."""
+        return self._db.pgvector
 
     # -- buckets -------------------------------------------------------------------------------
 
@@ -136,7 +145,15 @@ class BucketRepository:
             if gone:
                 return False
             await conn.execute(delete(chunks).where(chunks.c.document_id == document_id))
-            if rows:
+            if rows and self.pgvector:
+                ids = (await conn.execute(
+                    insert(chunks).returning(chunks.c.id, sort_by_parameter_order=True),
+                    [{**row, "embedding": None} for row in rows])).scalars().all()
+                await conn.execute(insert(chunk_vectors), [
+                    {"chunk_id": chunk_id, "bucket_id": bucket_id,
+                     "embedding": np.frombuffer(row["embedding"], dtype="<f4")}
+                    for chunk_id, row in zip(ids, rows, strict=True)])
+            elif rows:
                 await conn.execute(insert(chunks), rows)
             await conn.execute(update(documents).where(documents.c.id == document_id)
                                .values(status="embedded", chunks=len(rows)))
@@ -149,9 +166,25 @@ class BucketRepository:
                                .values(status="failed"))
 
     async def vectors(self, bucket_id: str) -> list[tuple[int, bytes]]:
+        """A bucket's vectors as stored in ``chunks.embedding`` (not on pgvector)."""
         query = select(chunks.c.id, chunks.c.embedding).where(chunks.c.bucket_id == bucket_id)
         async with self._db.engine.connect() as conn:
             return [(r.id, r.embedding) for r in await conn.execute(query)]
+
+    async def nearest(self, bucket_ids: list[str], query: np.ndarray,
+                      k: int) -> list[tuple[int, float]]:
+        """On pgvector: the ``k`` chunks of these buckets closest to the unit vector ``query``,
+        closest first, as (chunk id, cosine distance). Exact: every vector of the buckets is
+        compared (an HNSW index an operator adds is used by PostgreSQL's planner, approximately).
+        """
+        # the vectors are unit length, so the cosine distance is 1 + the negative inner product
+        # (<#>), which pgvector computes without the two norms that <=> also works out
+        negative_dot = chunk_vectors.c.embedding.max_inner_product(query.astype(np.float32))
+        found = (select(chunk_vectors.c.chunk_id, negative_dot.label("negative_dot"))
+                 .where(chunk_vectors.c.bucket_id.in_(bucket_ids))
+                 .order_by(negative_dot, chunk_vectors.c.chunk_id).limit(k))
+        async with self._db.engine.connect() as conn:
+            return [(r.chunk_id, 1.0 + r.negative_dot) for r in await conn.execute(found)]
 
     async def chunks(self, chunk_ids: list[int]) -> dict[int, Row]:
         query = (select(chunks.c.id, chunks.c.position, chunks.c.start_char, chunks.c.end_char,

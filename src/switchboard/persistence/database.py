@@ -3,7 +3,8 @@
 SQLite (``sqlite+aiosqlite``, the default, in the data directory) runs in WAL mode so readers
 never block the ledger's writes; PostgreSQL goes through ``asyncpg``. Plain ``sqlite:///`` and
 ``postgresql://`` URLs are given their async driver. Migrations are Alembic's, run in-process at
-open under a lock, so replicas that start together migrate once.
+open under a lock, so replicas that start together migrate once; on PostgreSQL the same lock
+covers setting up pgvector where the server has it (``persistence.vectors``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from switchboard.persistence.vectors import enable_pgvector
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.pgvector = False  # chunk vectors stored and searched in PostgreSQL (known at open)
         options: dict[str, Any] = {"json_serializer": _json}
         if not self.is_sqlite:
             options.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
@@ -57,7 +61,7 @@ class Database:
         if self.is_sqlite and self.url.database and self.url.database != ":memory:":
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
         async with self.engine.begin() as conn:
-            await conn.run_sync(_upgrade, not self.is_sqlite)
+            self.pgvector = await conn.run_sync(_upgrade, not self.is_sqlite)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -75,10 +79,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _upgrade(connection: Connection, lock: bool) -> None:
-    if lock:
+def _upgrade(connection: Connection, postgres: bool) -> bool:
+    """Migrate; on PostgreSQL, under the lock, and answer whether pgvector holds the vectors."""
+    if postgres:
         connection.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+    return postgres and enable_pgvector(connection)

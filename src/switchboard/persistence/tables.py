@@ -115,7 +115,8 @@ chunks = Table(
     Column("start_char", Integer, nullable=False),
     Column("end_char", Integer, nullable=False),
     Column("text", Text, nullable=False),
-    Column("embedding", LargeBinary, nullable=False),  # float32, little-endian, unit length
+    # float32, little-endian, unit length; NULL where pgvector holds it (persistence.vectors)
+    Column("embedding", LargeBinary, nullable=True),
 )
 
 embedding_tasks = Table(

@@ -1,21 +1,52 @@
-"""``VectorIndex``: exact nearest-neighbour search over a bucket's chunk vectors with NumPy.
+"""Nearest-neighbour search over buckets' chunk vectors: ``VectorIndex`` with NumPy, or
+``PgVectorIndex`` where PostgreSQL keeps the vectors in pgvector (``persistence.vectors``);
+``chunk_index`` picks the one the database calls for.
 
-Each bucket's vectors are held in memory as one float32 matrix, reloaded when the bucket's
-``version`` in the database moved (so replicas stay current with one small query per search). A
-search is one matrix-vector product and a partial sort: exact results, and about as fast as
-``sqlite-vec``'s own brute-force scan (which this Python's sqlite3 could not load anyway:
+``VectorIndex``: each bucket's vectors are held in memory as one float32 matrix, reloaded when
+the bucket's ``version`` in the database moved (so replicas stay current with one small query per
+search). A search is one matrix-vector product and a partial sort: exact results, and about as
+fast as ``sqlite-vec``'s own brute-force scan (which this Python's sqlite3 could not load anyway:
 extension loading is compiled out). Distances are cosine distances (``1 - cosine``).
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 import numpy as np
 
 from switchboard.persistence.buckets import BucketRepository
 
 WIDTH = 384
+
+
+class ChunkIndex(Protocol):
+    async def search(self, bucket_ids: list[str], query: np.ndarray,
+                     k: int) -> list[tuple[int, float]]:
+        """The ``k`` closest chunks over these buckets: (chunk id, cosine distance), closest
+        first."""
+
+    def forget(self, bucket_id: str) -> None:
+        """Drop whatever is held for a deleted bucket."""
+
+
+def chunk_index(repo: BucketRepository) -> ChunkIndex:
+    return PgVectorIndex(repo) if repo.pgvector else VectorIndex(repo)
+
+
+class PgVectorIndex:
+    """The database searches (one query, exact); nothing is held in this process."""
+
+    def __init__(self, repo: BucketRepository) -> None:
+        self._repo = repo
+
+    async def search(self, bucket_ids: list[str], query: np.ndarray,
+                     k: int) -> list[tuple[int, float]]:
+        return await self._repo.nearest(bucket_ids, query, k) if bucket_ids and k > 0 else []
+
+    def forget(self, bucket_id: str) -> None:
+        pass
 
 
 class VectorIndex:
