@@ -2,13 +2,17 @@
 
     pip install 'llama-cpp-python[server]'   # only for the comparison
     python bench/concurrency.py [--tokens 128] [--levels 1 4 16] [--only switchboard]
+    python bench/concurrency.py --llama-server path/to/llama-server   # llama.cpp's own, too
 
 Both servers get the same shipped GGUF: Switchboard with 2 threads, llama-cpp-python's server
 twice, as it starts by default (decode on half the cores) and with ``--n_threads 2``. Every
 request streams exactly ``--tokens`` tokens (end-of-sequence banned through ``logit_bias``). Each
 level runs ``--rounds`` times (this machine class is noisy) and the median round is printed:
 aggregate output tok/s, TTFT p50 and inter-token latency p50 / p99, then Switchboard's ratio to
-each llama-cpp-python configuration.
+each llama-cpp-python configuration. With ``--llama-server`` (llama.cpp's C++ server, built from
+the llama.cpp that llama-cpp-python vendors) it is measured too, as the engine issue's reference
+figures were taken: ``-np 16``, its default threads, on the same file and the same kind of CPU
+weight buffers.
 """
 
 from __future__ import annotations
@@ -59,6 +63,16 @@ def llama_cpp_server(*flags: str) -> AbstractContextManager[tuple[str, float]]:
         "--model_alias", MODEL, "--n_ctx", "8192", "--port", str(port),
         "--interrupt_requests", "False", *flags,
     ]
+    return launched(cmd, "/v1/models", port)
+
+
+def llama_server(binary: str) -> AbstractContextManager[tuple[str, float]]:
+    """llama.cpp's C++ server, 16 slots; without its extra weight buffers where they crash."""
+    port = free_port()
+    path = embedded_model_path()
+    cmd = [binary, "--model", str(path), "--alias", MODEL, "--port", str(port), "-np", "16"]
+    if not extra_buffers_run(path):
+        cmd.append("--no-repack")
     return launched(cmd, "/v1/models", port)
 
 
@@ -139,6 +153,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--only", choices=["switchboard", "llama-cpp-python"])
+    parser.add_argument("--llama-server", metavar="BINARY",
+                        help="also measure llama.cpp's own server (a llama-server binary)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per level; median shown")
     parser.add_argument(
         "--serve-args", default="", help='extra switchboard flags, e.g. "--weights original"'
@@ -154,6 +170,10 @@ def main() -> None:
         for name, flags in LLAMA_CPP_CONFIGS.items():
             with llama_cpp_server(*flags) as (base, _):
                 rates[name] = run(name, base, args.levels, args.tokens, args.rounds)
+    if args.llama_server:
+        with llama_server(args.llama_server) as (base, _):
+            rates["llama-server"] = run("llama-server -np 16", base, args.levels, args.tokens,
+                                        args.rounds)
     ours = rates.get("switchboard")
     for name, theirs in rates.items():
         if ours and name != "switchboard":
