@@ -1,6 +1,7 @@
 """Chunk vectors in pgvector: set up at open where PostgreSQL has the extension, searched there
-with the same answers as the NumPy index, vectors stored before moved over, and a server whose
-user may not create the extension left on NumPy with its migrations intact."""
+with the same answers as the NumPy index, vectors stored before moved over, a server whose user
+may not create the extension left on NumPy with its migrations intact, and the README's HNSW
+index used by the planner for a large bucket only."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from sqlalchemy import func, select
 from switchboard.persistence import Database, database_url
 from switchboard.persistence.buckets import BucketRepository
 from switchboard.persistence.tables import chunks
-from switchboard.persistence.vectors import chunk_vectors
-from switchboard.retrieval.index import PgVectorIndex, VectorIndex, chunk_index
+from switchboard.persistence.vectors import chunk_vectors, nearest_query
+from switchboard.retrieval.index import VectorIndex
 from tests.services import create_database
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -67,8 +68,6 @@ def test_where_vectors_live(tmp_path: Path, postgres_url: str, pgvector_url: str
         for name, url in urls.items():
             db = await opened(url)
             found[name] = db.pgvector
-            assert isinstance(chunk_index(BucketRepository(db)),
-                              PgVectorIndex if db.pgvector else VectorIndex)
             await db.close()
         return found
     assert asyncio.run(go()) == {"sqlite": False, "postgresql": False, "pgvector": True}
@@ -83,7 +82,7 @@ def test_pgvector_search_equals_numpy(tmp_path: Path, pgvector_url: str) -> None
         repo = BucketRepository(db)
         await store(repo, "b1", first)
         await store(repo, "b2", second)
-        index = chunk_index(repo)
+        index = VectorIndex(repo)
         names, distances = [], []
         for query in queries:
             for buckets, k in ((["b1"], 10), (["b1", "b2"], 7), (["b2"], 500)):
@@ -151,10 +150,52 @@ def test_user_who_may_not_create_the_extension_stays_on_numpy(
         repo = BucketRepository(db)
         vectors = unit_vectors(5, 5)
         await store(repo, "b1", vectors)  # the migrations committed all the same
-        hits = await chunk_index(repo).search(["b1"], vectors[3], 1)
+        hits = await VectorIndex(repo).search(["b1"], vectors[3], 1)
         assert await by_text(repo, hits) == ["b1:3"]
         await db.close()
 
     with caplog.at_level(logging.WARNING, logger="switchboard.persistence.vectors"):
         asyncio.run(go())
     assert "could not be set up" in caplog.text and "permission denied" in caplog.text
+
+
+def readme_hnsw_sql() -> list[str]:
+    """The statements the README's *Millions of chunks* paragraph gives operators."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    after = readme[readme.index("**Millions of chunks**"):]
+    start = after.index("```sql") + len("```sql")
+    block = after[start:after.index("```", start)]
+    return [line.split("--")[0].strip().rstrip(";") for line in block.strip().splitlines()]
+
+
+def test_readme_hnsw_index_is_used_for_large_buckets_only(pgvector_url: str) -> None:
+    url = create_database(pgvector_url)
+    vectors = unit_vectors(10_000, 6)
+
+    async def go() -> None:
+        db = await opened(url)
+        repo = BucketRepository(db)
+        await store(repo, "big", vectors[:9_000])
+        await store(repo, "small", vectors[9_000:])
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+        for statement in readme_hnsw_sql():  # CONCURRENTLY: outside a transaction
+            await conn.execute(statement.replace("DATABASE switchboard",
+                                                 f"DATABASE {url.rsplit('/', 1)[1]}"))
+        await conn.execute("ANALYZE chunk_vectors")
+        for bucket, index in (("big", "chunk_vectors_embedding_idx"),
+                              ("small", "ix_chunk_vectors_bucket_id")):
+            query = nearest_query([bucket], vectors[0], 5).compile(
+                dialect=db.engine.dialect, compile_kwargs={"literal_binds": True})
+            plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {query}"))
+            assert f"Index Scan using {index}" in plan, plan
+        await conn.close()
+        await db.close()
+        db = await opened(url)  # new connections, with the database's hnsw setting
+        repo = BucketRepository(db)
+        for bucket, stored, position in (("big", 0, 4_321), ("small", 9_000, 123)):
+            hits = await repo.nearest([bucket], vectors[stored + position], 5)
+            assert len(hits) == 5  # the iterative scan keeps looking past other buckets' rows
+            assert await by_text(repo, hits[:1]) == [f"{bucket}:{position}"]
+        await db.close()
+
+    asyncio.run(go())

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from switchboard.persistence.database import Database
 from switchboard.persistence.tables import buckets, chunks, documents, embedding_tasks
-from switchboard.persistence.vectors import chunk_vectors
+from switchboard.persistence.vectors import chunk_vectors, nearest_query
 
 Row = dict[str, Any]
 
@@ -174,17 +174,10 @@ class BucketRepository:
     async def nearest(self, bucket_ids: list[str], query: np.ndarray,
                       k: int) -> list[tuple[int, float]]:
         """On pgvector: the ``k`` chunks of these buckets closest to the unit vector ``query``,
-        closest first, as (chunk id, cosine distance). Exact: every vector of the buckets is
-        compared (an HNSW index an operator adds is used by PostgreSQL's planner, approximately).
-        """
-        # the vectors are unit length, so the cosine distance is 1 + the negative inner product
-        # (<#>), which pgvector computes without the two norms that <=> also works out
-        negative_dot = chunk_vectors.c.embedding.max_inner_product(query.astype(np.float32))
-        found = (select(chunk_vectors.c.chunk_id, negative_dot.label("negative_dot"))
-                 .where(chunk_vectors.c.bucket_id.in_(bucket_ids))
-                 .order_by(negative_dot, chunk_vectors.c.chunk_id).limit(k))
+        closest first, as (chunk id, cosine distance)."""
         async with self._db.engine.connect() as conn:
-            return [(r.chunk_id, 1.0 + r.negative_dot) for r in await conn.execute(found)]
+            found = await conn.execute(nearest_query(bucket_ids, query, k))
+            return [(r.chunk_id, 1.0 + r.negative_dot) for r in found]
 
     async def chunks(self, chunk_ids: list[int]) -> dict[int, Row]:
         query = (select(chunks.c.id, chunks.c.position, chunks.c.start_char, chunks.c.end_char,

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Connection,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     insert,
@@ -57,6 +58,18 @@ _CREATE = (
     "CREATE INDEX ix_chunk_vectors_bucket_id ON chunk_vectors (bucket_id)",
     "ALTER TABLE chunks ALTER COLUMN embedding DROP NOT NULL",
 )
+
+
+def nearest_query(bucket_ids: list[str], query: np.ndarray, k: int) -> Select:
+    """The ``k`` chunks of these buckets closest to the unit vector ``query``, closest first:
+    rows of (chunk_id, negative_dot). Exact, unless an HNSW index exists: PostgreSQL's planner
+    then uses it for large buckets (approximately) and keeps exact scans for small ones."""
+    # the vectors are unit length, so the cosine distance is 1 + the negative inner product
+    # (<#>), which pgvector computes without the two norms that <=> also works out
+    negative_dot = chunk_vectors.c.embedding.max_inner_product(query.astype(np.float32))
+    return (select(chunk_vectors.c.chunk_id, negative_dot.label("negative_dot"))
+            .where(chunk_vectors.c.bucket_id.in_(bucket_ids))
+            .order_by(negative_dot, chunk_vectors.c.chunk_id).limit(k))
 
 
 def enable_pgvector(connection: Connection) -> bool:

@@ -22,7 +22,7 @@ from switchboard.governance.keys import Principal
 from switchboard.persistence.buckets import BucketExists, BucketRepository
 from switchboard.retrieval.chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, chunk_text
 from switchboard.retrieval.documents import DocumentError, extract_text
-from switchboard.retrieval.index import ChunkIndex, VectorIndex, chunk_index
+from switchboard.retrieval.index import VectorIndex
 from switchboard.retrieval.service import EmbeddingService
 
 log = logging.getLogger(__name__)
@@ -69,13 +69,11 @@ class BucketService:
     def __init__(self, repo: BucketRepository, embeddings: EmbeddingService) -> None:
         self.repo = repo
         self.embeddings = embeddings
-        self.index: ChunkIndex = VectorIndex(repo)  # until start() knows the database
+        self.index = VectorIndex(repo)
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """After the database is open: pick its search index, resume unfinished tasks."""
-        self.index = chunk_index(self.repo)
         for task in await self.repo.unfinished_tasks():
             self._queue.put_nowait(task["id"])
         self._worker = asyncio.create_task(self._work(), name="embedding-tasks")

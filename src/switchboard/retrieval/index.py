@@ -1,52 +1,22 @@
-"""Nearest-neighbour search over buckets' chunk vectors: ``VectorIndex`` with NumPy, or
-``PgVectorIndex`` where PostgreSQL keeps the vectors in pgvector (``persistence.vectors``);
-``chunk_index`` picks the one the database calls for.
+"""``VectorIndex``: exact nearest-neighbour search over buckets' chunk vectors.
 
-``VectorIndex``: each bucket's vectors are held in memory as one float32 matrix, reloaded when
-the bucket's ``version`` in the database moved (so replicas stay current with one small query per
-search). A search is one matrix-vector product and a partial sort: exact results, and about as
-fast as ``sqlite-vec``'s own brute-force scan (which this Python's sqlite3 could not load anyway:
-extension loading is compiled out). Distances are cosine distances (``1 - cosine``).
+Where PostgreSQL keeps the vectors in pgvector (``persistence.vectors``) the database searches,
+one query, and nothing is held here. Elsewhere each bucket's vectors are held in memory as one
+float32 matrix, reloaded when the bucket's ``version`` in the database moved (so replicas stay
+current with one small query per search); a search is one matrix-vector product and a partial
+sort: exact results, and about as fast as ``sqlite-vec``'s own brute-force scan (which this
+Python's sqlite3 could not load anyway: extension loading is compiled out). Distances are cosine
+distances (``1 - cosine``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
 
 import numpy as np
 
 from switchboard.persistence.buckets import BucketRepository
-
-WIDTH = 384
-
-
-class ChunkIndex(Protocol):
-    async def search(self, bucket_ids: list[str], query: np.ndarray,
-                     k: int) -> list[tuple[int, float]]:
-        """The ``k`` closest chunks over these buckets: (chunk id, cosine distance), closest
-        first."""
-
-    def forget(self, bucket_id: str) -> None:
-        """Drop whatever is held for a deleted bucket."""
-
-
-def chunk_index(repo: BucketRepository) -> ChunkIndex:
-    return PgVectorIndex(repo) if repo.pgvector else VectorIndex(repo)
-
-
-class PgVectorIndex:
-    """The database searches (one query, exact); nothing is held in this process."""
-
-    def __init__(self, repo: BucketRepository) -> None:
-        self._repo = repo
-
-    async def search(self, bucket_ids: list[str], query: np.ndarray,
-                     k: int) -> list[tuple[int, float]]:
-        return await self._repo.nearest(bucket_ids, query, k) if bucket_ids and k > 0 else []
-
-    def forget(self, bucket_id: str) -> None:
-        pass
+from switchboard.persistence.vectors import WIDTH
 
 
 class VectorIndex:
@@ -74,6 +44,8 @@ class VectorIndex:
                      k: int) -> list[tuple[int, float]]:
         """The ``k`` closest chunks over these buckets: (chunk id, cosine distance), closest
         first."""
+        if self._repo.pgvector:  # known once the database is open
+            return await self._repo.nearest(bucket_ids, query, k) if bucket_ids and k > 0 else []
         versions = await self._repo.versions(bucket_ids)
         found_ids, found_scores = [], []
         for bucket_id in bucket_ids:
