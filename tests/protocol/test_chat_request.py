@@ -49,6 +49,15 @@ def test_best_of_at_least_n() -> None:
         make(n=3, best_of=2)
 
 
+def test_min_tokens_at_most_the_completion_limit() -> None:
+    with pytest.raises(ValidationError, match="min_tokens"):
+        make(min_tokens=10, max_tokens=5)
+    with pytest.raises(ValidationError, match="min_tokens"):
+        make(min_tokens=10, max_tokens=50, max_completion_tokens=5)
+    assert make(min_tokens=5, max_tokens=5).min_tokens == 5
+    assert make(min_tokens=500).min_tokens == 500
+
+
 def test_extensions_parse() -> None:
     req = make(
         top_k=40, min_p=0.05, use_beam_search=True, best_of=4, length_penalty=1.2,

@@ -180,6 +180,9 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("top_logprobs requires logprobs to be true")
         if self.best_of is not None and self.best_of < self.n:
             raise ValueError("best_of must be greater than or equal to n")
+        limit = self.completion_limit
+        if self.min_tokens and limit is not None and self.min_tokens > limit:
+            raise ValueError(f"min_tokens ({self.min_tokens}) must not exceed max_tokens ({limit})")
         return self
 
     # --- Derived values ------------------------------------------------------------------------
