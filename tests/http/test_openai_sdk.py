@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import openai
 import pytest
 from openai import OpenAI
@@ -109,6 +110,25 @@ def test_base_path_routes(telkom_server: RunningServer) -> None:
                   api_key=API_KEY, max_retries=0)
     with pytest.raises(openai.NotFoundError):
         bare.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2)
+
+
+@pytest.mark.parametrize("base", ["/v2/ai", "/v2/ai/openai"])
+def test_telnyx_base_urls(server: RunningServer, base: str) -> None:
+    """A Telnyx client changes only its host: chat, models (and embeddings) at Telnyx's paths."""
+    client = OpenAI(base_url=server.base + base, api_key=API_KEY, max_retries=0, timeout=60)
+    completion = client.chat.completions.create(
+        model=MODEL, messages=MESSAGES, max_tokens=4, extra_body={"min_p": 0.05, "top_k": 20},
+    )
+    assert completion.choices[0].message.content and completion.usage.completion_tokens <= 4
+    assert MODEL in [m.id for m in client.models.list()]
+    assert client.models.retrieve(MODEL).id == MODEL
+    with pytest.raises(openai.AuthenticationError):
+        OpenAI(base_url=server.base + base, api_key="sk-wrong", max_retries=0).models.list()
+    if base == "/v2/ai/openai":
+        vector = client.embeddings.create(model="all-minilm-l6-v2", input="hi").data[0].embedding
+        assert len(vector) == 384
+        listed = httpx.get(server.base + base + "/embeddings/models", headers={"x-api-key": API_KEY})
+        assert [m["id"] for m in listed.json()["data"]] == ["all-minilm-l6-v2"]
 
 
 def test_wrong_key_is_401(server: RunningServer) -> None:

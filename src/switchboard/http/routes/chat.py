@@ -1,4 +1,5 @@
-"""``POST /v1/chat/completions`` (also at ``/chat/completions`` and, for dedicated deployments,
+"""``POST /v1/chat/completions`` (also at ``/chat/completions``, at Telnyx's
+``/v2/ai/chat/completions`` and ``/v2/ai/openai/chat/completions`` and, for dedicated deployments,
 ``/deployments/{id}/v1/chat/completions``): validate, hand to the router, respond."""
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ _responses: dict[int | str, dict[str, Any]] = {
     summary="Create a chat completion",
 )
 @router.post("/chat/completions", response_model=ChatCompletion, include_in_schema=False)
+@router.post("/v2/ai/chat/completions", response_model=ChatCompletion, include_in_schema=False)
+@router.post("/v2/ai/openai/chat/completions", response_model=ChatCompletion,
+             include_in_schema=False)
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Response:
     return await complete(body, request)
 

@@ -1,6 +1,6 @@
-"""``POST /v1/embeddings`` (also ``/embeddings``): OpenAI's embeddings, from the embedded
-all-MiniLM-L6-v2 or, for any other model name, from the model's upstream deployments through the
-gateway (retries, fallbacks, cooldowns as for chat). Governed like chat: the key's models, limits
+"""``POST /v1/embeddings`` (also ``/embeddings`` and Telnyx's ``/v2/ai/openai/embeddings``):
+OpenAI's embeddings, from the embedded all-MiniLM-L6-v2 or, for any other model name, from the
+model's upstream deployments through the gateway (retries, fallbacks, cooldowns as for chat). Governed like chat: the key's models, limits
 and the ledger."""
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ router = APIRouter(tags=["embeddings"])
              responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
                         429: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
 @router.post("/embeddings", response_model=EmbeddingList, include_in_schema=False)
+@router.post("/v2/ai/openai/embeddings", response_model=EmbeddingList, include_in_schema=False)
 async def create_embeddings(body: EmbeddingRequest, request: Request) -> Response:
     service: EmbeddingService = request.app.state.embeddings
     if service.serves(body.model):

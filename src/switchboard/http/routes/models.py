@@ -1,5 +1,6 @@
 """``GET /v1/models`` and ``GET /v1/models/{id}``: the public model names (aliases resolve);
-a key limited to some models sees only those."""
+a key limited to some models sees only those. Also at Telnyx's base paths (``/v2/ai``,
+``/v2/ai/openai``), with Telnyx's list of embedding models."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ def _card(route: ModelRoute, request: Request, name: str | None = None) -> Model
 
 @router.get("/v1/models", response_model=ModelList, summary="List models")
 @router.get("/models", response_model=ModelList, include_in_schema=False)
+@router.get("/v2/ai/models", response_model=ModelList, include_in_schema=False)
+@router.get("/v2/ai/openai/models", response_model=ModelList, include_in_schema=False)
 async def list_models(request: Request) -> ModelList:
     gateway: ProviderRouter = request.app.state.router
     key = principal(request).key
@@ -44,6 +47,15 @@ async def list_models(request: Request) -> ModelList:
     if key is None or key.allows(*embeddings.aliases):
         cards.append(_embedding_card(embeddings))
     return ModelList(data=cards)
+
+
+@router.get("/v2/ai/openai/embeddings/models", response_model=ModelList,
+            summary="Telnyx: the embedding models")
+async def list_embedding_models(request: Request) -> ModelList:
+    embeddings: EmbeddingService = request.app.state.embeddings
+    key = principal(request).key
+    allowed = key is None or key.allows(*embeddings.aliases)
+    return ModelList(data=[_embedding_card(embeddings)] if allowed else [])
 
 
 def _embedding_card(embeddings: EmbeddingService, name: str | None = None) -> ModelCard:
@@ -58,6 +70,9 @@ def _embedding_card(embeddings: EmbeddingService, name: str | None = None) -> Mo
     summary="Retrieve a model",
 )
 @router.get("/models/{model_id:path}", response_model=ModelCard, include_in_schema=False)
+@router.get("/v2/ai/models/{model_id:path}", response_model=ModelCard, include_in_schema=False)
+@router.get("/v2/ai/openai/models/{model_id:path}", response_model=ModelCard,
+            include_in_schema=False)
 async def get_model(model_id: str, request: Request) -> ModelCard:
     gateway: ProviderRouter = request.app.state.router
     embeddings: EmbeddingService = request.app.state.embeddings
