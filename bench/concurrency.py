@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import shlex
 import statistics
@@ -27,12 +28,11 @@ import time
 from contextlib import AbstractContextManager
 
 import httpx
-
 from common import EOG_BAN, free_port, launched, switchboard
 
 sys.path.insert(0, "src")
-from switchboard.engine.embedded import embedded_model_path  # noqa: E402
-from switchboard.engine.kernel_probe import extra_buffers_run  # noqa: E402
+from switchboard.engine.embedded import embedded_model_path
+from switchboard.engine.kernel_probe import extra_buffers_run
 
 MODEL = "smollm2-135m-instruct"
 
@@ -92,7 +92,8 @@ async def one(
     request = {
         "model": MODEL, "max_tokens": tokens, "logit_bias": EOG_BAN, "stream": True,
         "temperature": 0.7, "seed": i,
-        "messages": [{"role": "user", "content": f"Tell story {i} ({time.time_ns()}) of a dragon."}],
+        "messages": [{"role": "user",
+                      "content": f"Tell story {i} ({time.time_ns()}) of a dragon."}],
     }
     body = json.dumps({**request, **(extra or {})}).encode()
     url = httpx.URL(base)
@@ -112,7 +113,7 @@ async def one(
             if choices[0].get("delta", {}).get("content"):
                 stamps.append(time.monotonic())
     writer.close()
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     return stamps[0] - t0, gaps, len(stamps)
 
 

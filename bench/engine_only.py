@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, "src")
-from switchboard.engine import (  # noqa: E402
+from switchboard.engine import (
     Engine,
     EngineConfig,
     GenerationRequest,
@@ -28,8 +28,8 @@ from switchboard.engine import (  # noqa: E402
     SamplingParams,
     StepOutput,
 )
-from switchboard.engine.embedded import embedded_model_path  # noqa: E402
-from switchboard.engine.weights import prepare_weights  # noqa: E402
+from switchboard.engine.embedded import embedded_model_path
+from switchboard.engine.weights import prepare_weights
 
 
 @dataclass

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import free_port, launched  # noqa: E402
+from common import free_port, launched
 
 KEY = "sk-bench-0123456789"
 LITELLM_VENV = Path.home() / ".cache" / "switchboard-bench" / "litellm"

@@ -11,19 +11,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import free_port  # noqa: E402
-from gateway import body, nginx_conf  # noqa: E402
+from common import free_port
+from gateway import body, nginx_conf
 
 N = 4000
 
 
-async def run(send, concurrency: int) -> float:
+async def run(send: Callable[[], Awaitable[object]], concurrency: int) -> float:
     async def worker(count: int) -> None:
         for _ in range(count):
             await send()

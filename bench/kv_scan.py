@@ -21,12 +21,12 @@ import llama_cpp
 import numpy as np
 
 sys.path.insert(0, "src")
-from common import isolated  # noqa: E402
+from common import isolated
 
-from switchboard.engine import LlamaModel  # noqa: E402
-from switchboard.engine import model as model_module  # noqa: E402
-from switchboard.engine.embedded import embedded_model_path  # noqa: E402
-from switchboard.engine.weights import prepare_weights  # noqa: E402
+from switchboard.engine import LlamaModel
+from switchboard.engine import model as model_module
+from switchboard.engine.embedded import embedded_model_path
+from switchboard.engine.weights import prepare_weights
 
 
 def fill(model: LlamaModel, seq: int, start: int, n: int) -> None:
@@ -76,7 +76,8 @@ def foreign_cells(path: Path) -> None:
 def streams(path: Path, unified: bool) -> float:
     original = llama_cpp.llama_init_from_model
 
-    def init(model: llama_cpp.llama_model_p, params: llama_cpp.llama_context_params):  # type: ignore[no-untyped-def]
+    def init(model: llama_cpp.llama_model_p,
+             params: llama_cpp.llama_context_params) -> llama_cpp.llama_context_p:
         params.kv_unified = unified  # the engine itself always uses one pool
         return original(model, params)
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, "src")
-from switchboard.engine.embedded import embedded_model_path  # noqa: E402
-from switchboard.engine.model import LlamaModel  # noqa: E402
-from switchboard.engine.sampler import log_softmax  # noqa: E402
-from switchboard.engine.weights import prepare_weights  # noqa: E402
+from switchboard.engine.embedded import embedded_model_path
+from switchboard.engine.model import LlamaModel
+from switchboard.engine.sampler import log_softmax
+from switchboard.engine.weights import prepare_weights
 
 
 def corpus() -> str:
@@ -71,7 +71,8 @@ def main() -> None:
         model = LlamaModel(path, n_ctx=args.ctx, n_seq_max=1, n_threads=2)
         tokens = model.tokenize(text)
         ppl = perplexity(model, tokens, args.chunks, args.ctx)
-        print(f"{name:9} ({path.name}): perplexity {ppl:.3f} over {args.chunks} x {args.ctx} tokens")
+        print(f"{name:9} ({path.name}): perplexity {ppl:.3f} "
+              f"over {args.chunks} x {args.ctx} tokens")
         model.close()
 
 

@@ -11,7 +11,8 @@ import statistics
 from common import stream_once, switchboard
 
 SYSTEM = "You are the support assistant of a telecom company. " + " ".join(
-    f"Rule {i}: answer politely, cite the tariff sheet, and never promise refunds." for i in range(80)
+    f"Rule {i}: answer politely, cite the tariff sheet, and never promise refunds."
+    for i in range(80)
 )
 
 

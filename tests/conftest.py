@@ -135,7 +135,8 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A server with one API key, at the root, on the shipped weights (to compare with llama.cpp)."""
+    """A server with one API key, at the root, on the shipped weights (to compare with
+    llama.cpp)."""
     srv = start_server(
         tmp_path_factory.mktemp("srv"), "--api-key", API_KEY, "--weights", "original"
     )

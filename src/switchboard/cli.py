@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--api-key", dest="api_keys", action="append", help="accepted API key (repeatable)"
     )
-    serve.add_argument("--root-path", help="base path to mount the API under, e.g. /Telkom-LLM/0.0.4")
+    serve.add_argument("--root-path",
+                       help="base path to mount the API under, e.g. /Telkom-LLM/0.0.4")
     serve.add_argument("--config", type=Path, help="YAML config file")
     serve.add_argument("--ssl-certfile", type=Path, help="TLS certificate (PEM)")
     serve.add_argument("--ssl-keyfile", type=Path, help="TLS private key (PEM)")

@@ -8,7 +8,14 @@ import threading
 import numpy as np
 import pytest
 
-from switchboard.engine import Engine, EngineConfig, GenerationRequest, LlamaModel, SamplingParams
+from switchboard.engine import (
+    Engine,
+    EngineConfig,
+    GenerationRequest,
+    LlamaModel,
+    SamplingParams,
+    StepOutput,
+)
 from switchboard.engine.beam import BeamSearchParams, BeamState, Hypothesis
 from switchboard.engine.embedded import embedded_model_path
 from switchboard.engine.sampler import log_softmax
@@ -31,7 +38,8 @@ def test_beam_finds_what_greedy_misses() -> None:
     assert sorted(g[0] for g in state.generated) == [1, 2]
     rows = []
     for tokens in state.generated:
-        rows.append(dist({3: 0.25, 4: 0.25, 0: 0.25, END: 0.25}) if tokens[0] == 1 else dist({END: 1.0}))
+        rows.append(dist({3: 0.25, 4: 0.25, 0: 0.25, END: 0.25}) if tokens[0] == 1
+                    else dist({END: 1.0}))
     state.step(np.vstack(rows))
     best = state.best()[0]
     assert best.tokens == [2] and best.finish_reason == "stop"
@@ -65,13 +73,14 @@ def test_beams_on_the_model_score_what_they_say(reference: dict) -> None:
     """Each returned beam's cumulative logprob equals a fresh teacher-forced scoring of its
     tokens: the KV cells moved between beams belonged to the right parents."""
     config = EngineConfig(max_sequences=4, max_queue=4, cache_slots=0)
-    model = LlamaModel(embedded_model_path(), n_ctx=2048, n_seq_max=config.sequence_ids, n_threads=2)
+    model = LlamaModel(embedded_model_path(), n_ctx=2048, n_seq_max=config.sequence_ids,
+                       n_threads=2)
     engine = Engine(model, config)
     prompt = reference["items"][0]["prompt_token_ids"]
     outs = []
     done = threading.Event()
 
-    def sink(out):  # type: ignore[no-untyped-def]
+    def sink(out: StepOutput) -> None:
         outs.append(out)
         if len(outs) == 3:
             done.set()

@@ -8,6 +8,7 @@ other sequences' cells exactly, and the engine gives each prompt chunk its own f
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,7 +25,7 @@ from switchboard.engine.weights import prepare_weights
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     path = prepare_weights(
         embedded_model_path(), "q8_0", tmp_path_factory.mktemp("weights"), threads=2
     )

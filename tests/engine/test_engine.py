@@ -44,7 +44,8 @@ class Collector:
 def engine() -> Iterator[Engine]:
     """Without prefix cache: each request runs alone in the KV cache, as llama.cpp's reference."""
     config = EngineConfig(max_sequences=4, max_queue=4, cache_slots=0)
-    model = LlamaModel(embedded_model_path(), n_ctx=4096, n_seq_max=config.sequence_ids, n_threads=2)
+    model = LlamaModel(embedded_model_path(), n_ctx=4096, n_seq_max=config.sequence_ids,
+                       n_threads=2)
     eng = Engine(model, config)
     yield eng
     eng.shutdown()
@@ -158,7 +159,8 @@ def test_completion_past_the_context_is_refused_with_both_counts(engine: Engine)
 
 def test_prefix_cache_serves_a_repeated_prompt() -> None:
     config = EngineConfig(max_sequences=2, max_queue=4, cache_slots=2)
-    model = LlamaModel(embedded_model_path(), n_ctx=2048, n_seq_max=config.sequence_ids, n_threads=2)
+    model = LlamaModel(embedded_model_path(), n_ctx=2048, n_seq_max=config.sequence_ids,
+                       n_threads=2)
     eng = Engine(model, config)
     try:
         system = model.tokenize("<|im_start|>system\n" + "You answer briefly. " * 40)

@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import llama_cpp
+import pytest
 
 from switchboard.engine import LlamaModel
 from switchboard.engine.embedded import embedded_model_path
 from switchboard.engine.weights import file_type, prepare_weights
 
 
-def test_q8_0_conversion_is_cached_and_loads(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_q8_0_conversion_is_cached_and_loads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     source = embedded_model_path()
     assert file_type(source) == llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_1
     caplog.set_level("INFO")

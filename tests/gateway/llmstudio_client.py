@@ -1,4 +1,5 @@
-"""Run by test_llmstudio.py inside its own virtualenv (llmstudio-proxy pins openai<2, fastapi<0.116):
+"""Run by test_llmstudio.py inside its own virtualenv (llmstudio-proxy pins openai<2,
+fastapi<0.116):
 LLMstudio's published ``LLMProxyProvider`` against a Switchboard, streaming and not."""
 
 import json

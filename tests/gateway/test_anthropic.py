@@ -1,5 +1,6 @@
 """Anthropic by translation: the test upstream speaks the Messages API (checked with the official
-``anthropic`` SDK), and Switchboard serves it to the ``openai`` SDK, streaming and tools included."""
+``anthropic`` SDK), and Switchboard serves it to the ``openai`` SDK, streaming and tools
+included."""
 
 from __future__ import annotations
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from typing import NoReturn
 
 from prometheus_client import CollectorRegistry
 
@@ -28,7 +30,7 @@ class Scripted:
         return ProviderResult({"choices": [{"index": 0, "message": {"content": self.name}}],
                                "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
 
-    async def stream(self, call: Call):  # pragma: no cover - not used here
+    async def stream(self, call: Call) -> NoReturn:  # pragma: no cover - not used here
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -82,10 +84,8 @@ def test_when_everything_cools_down_the_soonest_back_is_still_tried() -> None:
     bad = Scripted("bad", failure="server_error")
     r = router("round-robin", {"bad": bad}, retries=0)
     for _ in range(2):
-        try:
+        with contextlib.suppress(UpstreamFailure):
             ask(r)
-        except UpstreamFailure:
-            pass
     assert bad.calls == 2, "a lone deployment in cooldown is probed rather than refused"
     bad.failure = None
     assert ask(r) == "bad"

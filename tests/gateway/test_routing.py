@@ -16,6 +16,7 @@ from tests.conftest import API_KEY, RunningServer
 from tests.gateway.conftest import MSG, OTHER_KEY, TELKOM_KEY
 from tests.gateway.upstream import FakeUpstream
 
+
 def post(gateway: RunningServer, body: dict, path: str = "/v1/chat/completions") -> httpx.Response:
     return httpx.post(gateway.base + path, json=body, timeout=30,
                       headers={"Authorization": f"Bearer {API_KEY}"})
@@ -104,7 +105,8 @@ def test_upstream_client_errors_pass_through_without_retry(
     fake.script.extend(["400"])
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="telkom", messages=MSG)
-    assert caught.value.body["message"] == "simulated 400" and caught.value.body["param"] == "messages"
+    assert caught.value.body["message"] == "simulated 400"
+    assert caught.value.body["param"] == "messages"
     assert len(fake.requests) == 1
 
 

@@ -23,7 +23,8 @@ COST_PER_PAID_ANSWER = 11.0  # $1 per input token, output free
 
 def governed_config(fake: FakeUpstream) -> dict:
     return {
-        "deployments": [{"id": "up", "provider": "openai-compatible", "base_url": fake.url("/up/v1"),
+        "deployments": [{"id": "up", "provider": "openai-compatible",
+                         "base_url": fake.url("/up/v1"),
                          "model": "upstream-model", "stall_timeout_s": 10}],
         "models": [
             {"name": "free", "deployments": ["up"], "retries": 0},
@@ -44,7 +45,9 @@ def start_governed(tmp: Path, fake: FakeUpstream, *args: str,
 
 
 @pytest.fixture(scope="package")
-def governed(tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream) -> Iterator[RunningServer]:
+def governed(
+    tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream
+) -> Iterator[RunningServer]:
     srv = start_governed(tmp_path_factory.mktemp("governed"), fake)
     yield srv
     stop_server(srv)

@@ -68,7 +68,9 @@ def test_tokens_per_minute_counts_settled_usage(make_store: Callable[[], LimitSt
     run(go())
 
 
-def test_tightest_scope_wins_and_refusal_counts_nothing(make_store: Callable[[], LimitStore]) -> None:
+def test_tightest_scope_wins_and_refusal_counts_nothing(
+    make_store: Callable[[], LimitStore],
+) -> None:
     async def go() -> None:
         store = make_store()
         key, per_model = Scope("k:c", rpm=10), Scope("km:c:m", rpm=2)
@@ -133,7 +135,8 @@ def test_redis_settles_of_one_turn_go_in_one_call_and_reach_other_replicas(
         await asyncio.sleep(0.05)  # applied after SETTLE_DELAY_S, no admission carrying them
         seen = await replica_b.admit("b", scope, None, None)
         assert not seen.allowed and seen.reason == "tokens" and seen.tokens.remaining == 0
-        assert await script_calls(redis_url) - before == 2  # 25 settled requests in one call, b's admit
+        # 25 settled requests in one call, b's admit
+        assert await script_calls(redis_url) - before == 2
         # settles still waiting when a store closes are applied, not lost
         other = [Scope("k:closing", tpm=50)]
         await replica_a.settle(other, 50, None, None, 0.0)

@@ -6,19 +6,19 @@ import asyncio
 import json
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from switchboard.engine import StepOutput
+from switchboard.gateway.providers.base import StreamEvent
 from switchboard.http import create_app
 from switchboard.http.errors import to_api_error
 from switchboard.http.sse import sse_stream
 from switchboard.protocol import ChatCompletionRequest
-from switchboard.gateway.providers.base import StreamEvent
-from switchboard.serving import ChatRun
-from switchboard.serving import ModelCatalog
+from switchboard.serving import ChatRun, ModelCatalog
 from switchboard.settings import Settings
 from tests.conftest import API_KEY, RunningServer, start_server, stop_server
 
@@ -106,7 +106,7 @@ def test_error_after_stream_started_is_sent_in_band() -> None:
         async def close() -> None:
             closed.append(True)
 
-        async def chunks():  # what ChatService.stream yields, reduced to text
+        async def chunks() -> AsyncIterator[StreamEvent]:  # what ChatService.stream yields
             async for _, out in run.outputs():
                 yield StreamEvent({"content": out.text})
 
@@ -146,7 +146,8 @@ def test_invalid_json_and_bad_messages_are_4xx(server: RunningServer) -> None:
     r = httpx.post(url, json={**BODY, "max_tokens": 100000}, headers=AUTH)
     assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
     lone_surrogate = b'{"max_tokens": 2, "messages": [{"role": "user", "content": "a\\udfff"}]}'
-    r = httpx.post(url, content=lone_surrogate, headers={**AUTH, "content-type": "application/json"})
+    r = httpx.post(url, content=lone_surrogate,
+                   headers={**AUTH, "content-type": "application/json"})
     assert r.status_code == 200
 
 

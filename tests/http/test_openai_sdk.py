@@ -127,7 +127,8 @@ def test_telnyx_base_urls(server: RunningServer, base: str) -> None:
     if base == "/v2/ai/openai":
         vector = client.embeddings.create(model="all-minilm-l6-v2", input="hi").data[0].embedding
         assert len(vector) == 384
-        listed = httpx.get(server.base + base + "/embeddings/models", headers={"x-api-key": API_KEY})
+        listed = httpx.get(server.base + base + "/embeddings/models",
+                           headers={"x-api-key": API_KEY})
         assert [m["id"] for m in listed.json()["data"]] == ["all-minilm-l6-v2"]
 
 

@@ -62,7 +62,8 @@ def test_every_schema_is_enforced_under_16_concurrent_requests(client: OpenAI) -
      r"20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9])", r"#[0-9a-f]{6}", r"[a-z_]{3,12}\(\)"],
 )
 def test_regex_is_enforced(client: OpenAI, pattern: str) -> None:
-    reply = ask(client, "Answer.", max_tokens=40, temperature=1.0, extra_body={"guided_regex": pattern})
+    reply = ask(client, "Answer.", max_tokens=40, temperature=1.0,
+                extra_body={"guided_regex": pattern})
     assert reply.choices[0].finish_reason == "stop"
     assert re.fullmatch(pattern, reply.choices[0].message.content, flags=re.ASCII)
 
@@ -99,7 +100,8 @@ def test_beam_search_keeps_every_beam_inside_the_constraint(client: OpenAI) -> N
 @pytest.mark.parametrize(
     "extra,check",
     [
-        ({"structured_outputs": {"json": {"type": "object", "properties": {"n": {"type": "integer"}},
+        ({"structured_outputs": {"json": {"type": "object",
+                                          "properties": {"n": {"type": "integer"}},
                                           "required": ["n"], "additionalProperties": False}}},
          lambda t: isinstance(json.loads(t)["n"], int)),
         ({"structured_outputs": {"regex": r"[0-9]{4}"}}, lambda t: re.fullmatch(r"[0-9]{4}", t)),

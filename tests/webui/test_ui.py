@@ -143,4 +143,5 @@ def test_under_a_base_path(page: Page, telkom_server: RunningServer) -> None:
     expect(page.locator("#playground")).to_be_visible()
     expect(page.locator("#model option")).to_have_count(1)
     page.click("#copy-code")
-    expect(page.locator("#code-snippet")).to_contain_text(telkom_server.base + "/v1/chat/completions")
+    expect(page.locator("#code-snippet")).to_contain_text(
+        telkom_server.base + "/v1/chat/completions")

@@ -7,6 +7,7 @@ cells at the next step. This module never imports a web framework.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -18,6 +19,7 @@ import numpy as np
 
 from switchboard.engine.beam import BeamState
 from switchboard.engine.constraint import GrammarVocabulary, mask_rows
+from switchboard.engine.detokenizer import TextStream
 from switchboard.engine.model import LlamaModel
 from switchboard.engine.request import (
     EngineError,
@@ -28,7 +30,6 @@ from switchboard.engine.request import (
     TokenLogprob,
     TopToken,
 )
-from switchboard.engine.detokenizer import TextStream
 from switchboard.engine.sampler import Sampler, log_softmax, top_logprobs
 from switchboard.engine.scheduler import ScheduledChunk, Scheduler
 from switchboard.engine.sequence import BeamGroup, OutputSink, Sequence, SequenceStatus
@@ -430,9 +431,7 @@ class Engine:
         }
         seqs = [s for s in self.scheduler.running if s.group is None]
         for seq in [*seqs, *owners.values(), *self.scheduler.waiting]:
-            try:
+            with contextlib.suppress(Exception):  # best effort while failing
                 self._release(seq, keep_cache=False)
-            except Exception:  # noqa: BLE001 - best effort while failing
-                pass
             self._release_queue_slot(seq)
             seq.finish("error", StepOutput(error=message))

@@ -91,7 +91,8 @@ class _Batch:
         self.logits = np.zeros(capacity, dtype=np.int8)
         seq_base = self.seq.ctypes.data
         self._seq_ptrs = (ctypes.POINTER(ctypes.c_int32) * capacity)(
-            *(ctypes.cast(seq_base + 4 * i, ctypes.POINTER(ctypes.c_int32)) for i in range(capacity))
+            *(ctypes.cast(seq_base + 4 * i, ctypes.POINTER(ctypes.c_int32))
+              for i in range(capacity))
         )
         self.struct = llama_cpp.llama_batch()
         self.struct.token = self.token.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token))
@@ -117,7 +118,8 @@ class LlamaModel:
         flash_attn: bool = False,
         extra_buffers: bool | None = None,
     ) -> None:
-        """``extra_buffers``: llama.cpp's AMX / repacked weight layouts (``None``: where they run)."""
+        """``extra_buffers``: llama.cpp's AMX / repacked weight layouts (``None``: where they
+        run)."""
         init_backend()
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}")

@@ -15,8 +15,8 @@ import numpy as np
 from switchboard.engine.request import SamplingParams
 
 _NEG_INF = np.float32(-np.inf)
-_TOP_P_CANDIDATES = 1024
-_BLOCK = 256  # inverse-CDF block size  # top-p looks at this many best tokens first, the whole vocab if needed
+_TOP_P_CANDIDATES = 1024  # top-p looks at this many best tokens first, the whole vocab if needed
+_BLOCK = 256  # inverse-CDF block size
 
 
 @dataclass

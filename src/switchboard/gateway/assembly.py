@@ -13,7 +13,6 @@ from switchboard.serving import ChatService, ModelCatalog
 from switchboard.settings import Settings
 
 
-
 def build_provider(
     config: DeploymentConfig, service: ChatService, secrets: dict[str, str]
 ) -> Provider:

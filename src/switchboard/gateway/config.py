@@ -180,7 +180,8 @@ class GatewayConfig(_Strict):
         for dep in self.deployments:
             if dep.api_key_secret and dep.api_key_secret not in self.secrets:
                 raise ValueError(
-                    f"deployment {dep.id!r}: api_key_secret {dep.api_key_secret!r} is not in secrets"
+                    f"deployment {dep.id!r}: api_key_secret {dep.api_key_secret!r} "
+                    "is not in secrets"
                 )
         for route in self.models:
             for dep_id in route.deployments:

@@ -197,7 +197,8 @@ class ProviderRouter:
             counter.observe_completion(completion)
             usage, estimated = counter.final(body, self.tokenize)
             completion["usage"] = usage
-            completion["metrics"] = response_metrics(usage, self.price(dep, route), clock, estimated)
+            completion["metrics"] = response_metrics(
+                usage, self.price(dep, route), clock, estimated)
             return Answer(completion, dep, route)
         raise self._exhausted(attempts)
 
@@ -247,7 +248,8 @@ class ProviderRouter:
                 try:
                     first = await anext(events)
                 except StopAsyncIteration:
-                    raise UpstreamFailure("bad_response", "the upstream sent an empty stream")
+                    raise UpstreamFailure(
+                        "bad_response", "the upstream sent an empty stream") from None
             except UpstreamFailure as failure:
                 if upstream is not None:
                     await upstream.aclose()

@@ -230,7 +230,8 @@ class Governor:
     def _refusal(
         self, verdict: Verdict, key: ApiKey | None, admission: Admission
     ) -> GovernanceError:
-        headers = {**admission.headers, "retry-after": str(max(1, math.ceil(verdict.retry_after_s)))}
+        retry_after = str(max(1, math.ceil(verdict.retry_after_s)))
+        headers = {**admission.headers, "retry-after": retry_after}
         if verdict.reason == "budget" and key is not None:
             _, end = key.budget_window(datetime.now(UTC))
             until = f" until {end:%Y-%m-%d %H:%M} UTC" if end else ""

@@ -8,6 +8,7 @@ rows and is retried; ``close`` (on shutdown, SIGTERM included) writes whatever i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -53,10 +54,8 @@ class UsageLedger:
     async def _run(self) -> None:
         failures = 0
         while not self._closing:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval * (1 + min(failures, 20)))
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self.flush()

@@ -80,6 +80,7 @@ def _stored(values: dict[str, Any]) -> dict[str, Any]:
     row = dict(values)
     if row.get("model_limits") is not None:
         row["model_limits"] = {
-            m: (v if isinstance(v, dict) else v.model_dump()) for m, v in row["model_limits"].items()
+            m: (v if isinstance(v, dict) else v.model_dump())
+            for m, v in row["model_limits"].items()
         }
     return row

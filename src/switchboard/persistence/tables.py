@@ -68,7 +68,8 @@ requests = Table(
     Column("ttft_s", Float, nullable=True),
     Column("metrics", JSON, nullable=True),
     Column("parameters", JSON, nullable=True),
-    Column("content", JSON, nullable=True),  # {"messages": …, "output": …} when content logging is on
+    # {"messages": …, "output": …} when content logging is on
+    Column("content", JSON, nullable=True),
     Index("ix_requests_key_created", "key_id", "created_at"),
     Index("ix_requests_model_created", "model", "created_at"),
     Index("ix_requests_session", "session_id"),

@@ -9,7 +9,7 @@ Unknown fields are kept (``extra="allow"``) so the HTTP layer can name them in
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -59,7 +59,7 @@ class ChatCompletionRequest(BaseModel):
     )
     audio: dict[str, Any] | None = None
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    function_call: Union[Literal["none", "auto"], dict[str, Any], None] = Field(
+    function_call: Literal["none", "auto"] | dict[str, Any] | None = Field(
         default=None, description="Deprecated in favour of tool_choice."
     )
     functions: list[FunctionDefinition] | None = Field(
@@ -108,9 +108,12 @@ class ChatCompletionRequest(BaseModel):
         default=None, gt=0.0, le=10.0, description="Multiplicative penalty on seen tokens; 1 = off."
     )
     min_tokens: int | None = Field(
-        default=None, ge=0, description="Suppress end-of-sequence and stops before this many tokens."
+        default=None, ge=0,
+        description="Suppress end-of-sequence and stops before this many tokens.",
     )
-    ignore_eos: bool | None = Field(default=None, description="Keep generating past end-of-sequence.")
+    ignore_eos: bool | None = Field(
+        default=None, description="Keep generating past end-of-sequence."
+    )
     stop_token_ids: list[int] | None = Field(
         default=None, description="Stop when one of these token ids is generated."
     )

@@ -6,7 +6,7 @@ message becomes a prompt (that is :mod:`switchboard.engine.template`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,7 +51,7 @@ class RefusalPart(_Part):
 
 
 ContentPart = Annotated[
-    Union[TextPart, ImagePart, AudioPart, FilePart, RefusalPart], Field(discriminator="type")
+    TextPart | ImagePart | AudioPart | FilePart | RefusalPart, Field(discriminator="type")
 ]
 
 
@@ -92,7 +92,7 @@ class UserMessage(_Message):
 
 class AssistantMessage(_Message):
     role: Literal["assistant"]
-    content: str | list[Union[TextPart, RefusalPart]] | None = None
+    content: str | list[TextPart | RefusalPart] | None = None
     refusal: str | None = None
     name: str | None = None
     audio: dict[str, Any] | None = None
@@ -113,14 +113,8 @@ class FunctionMessage(_Message):
 
 
 ChatMessage = Annotated[
-    Union[
-        DeveloperMessage,
-        SystemMessage,
-        UserMessage,
-        AssistantMessage,
-        ToolMessage,
-        FunctionMessage,
-    ],
+    DeveloperMessage | SystemMessage | UserMessage | AssistantMessage | ToolMessage
+    | FunctionMessage,
     Field(discriminator="role"),
 ]
 
@@ -156,7 +150,7 @@ class CustomTool(BaseModel):
     custom: dict[str, Any]
 
 
-Tool = Annotated[Union[FunctionTool, RetrievalTool, CustomTool], Field(discriminator="type")]
+Tool = Annotated[FunctionTool | RetrievalTool | CustomTool, Field(discriminator="type")]
 
 
 class NamedFunction(BaseModel):
@@ -168,7 +162,7 @@ class NamedToolChoice(BaseModel):
     function: NamedFunction
 
 
-ToolChoice = Union[Literal["none", "auto", "required"], NamedToolChoice, dict[str, Any]]
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice | dict[str, Any]
 
 
 def text_of(content: str | list[Any] | None) -> str:

@@ -1,4 +1,5 @@
-"""Response bodies: chat completions, stream chunks, usage, models and errors, in OpenAI's shapes."""
+"""Response bodies: chat completions, stream chunks, usage, models and errors, in OpenAI's
+shapes."""
 
 from __future__ import annotations
 

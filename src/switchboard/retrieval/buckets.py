@@ -187,7 +187,7 @@ class BucketService:
                 await self._run(task_id)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - recorded on the task
+            except Exception as exc:
                 log.exception("embedding task %s failed", task_id)
                 await self.repo.set_task(task_id, "failure", f"{type(exc).__name__}: {exc}")
 

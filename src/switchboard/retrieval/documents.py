@@ -8,6 +8,7 @@ import csv
 import io
 import json
 from html.parser import HTMLParser
+from typing import ClassVar
 
 TYPES = {".txt": "text/plain", ".md": "text/markdown", ".html": "text/html",
          ".htm": "text/html", ".pdf": "application/pdf", ".json": "application/json",
@@ -61,8 +62,10 @@ def _pdf(filename: str, data: bytes) -> str:
 
 
 class _HTMLText(HTMLParser):
-    SKIP = {"script", "style", "head", "template"}
-    BLOCK = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "pre"}
+    SKIP: ClassVar[set[str]] = {"script", "style", "head", "template"}
+    BLOCK: ClassVar[set[str]] = {
+        "p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "pre",
+    }
 
     def __init__(self) -> None:
         super().__init__()

@@ -88,7 +88,8 @@ class SentenceEncoder:
         self.full_tokenizer.no_padding()
         w = load_file(str(directory / "model.safetensors"))
         self.vocab_size = w["embeddings.word_embeddings.weight"].shape[0]
-        self._embed = (w["embeddings.word_embeddings.weight"], w["embeddings.position_embeddings.weight"],
+        self._embed = (w["embeddings.word_embeddings.weight"],
+                       w["embeddings.position_embeddings.weight"],
                        w["embeddings.token_type_embeddings.weight"][0],
                        w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
         self._layers = []
@@ -102,7 +103,8 @@ class SentenceEncoder:
                 np.ascontiguousarray(qkv_w), qkv_b,
                 np.ascontiguousarray(w[p + "attention.output.dense.weight"].T),
                 w[p + "attention.output.dense.bias"],
-                w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"],
+                w[p + "attention.output.LayerNorm.weight"],
+                w[p + "attention.output.LayerNorm.bias"],
                 np.ascontiguousarray(w[p + "intermediate.dense.weight"].T),
                 w[p + "intermediate.dense.bias"],
                 np.ascontiguousarray(w[p + "output.dense.weight"].T), w[p + "output.dense.bias"],

@@ -51,7 +51,7 @@ class EmbeddingService:
             self._worker = asyncio.create_task(self._run(self._encoder), name="embeddings")
             log.info("embedding model %s ready in %.2f s", self.model_id,
                      time.perf_counter() - started)
-        except Exception as exc:  # noqa: BLE001 - reported on use
+        except Exception as exc:
             self._error = exc
             log.exception("embedding model %s failed to load", self.model_id)
         finally:

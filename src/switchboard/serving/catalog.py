@@ -79,7 +79,7 @@ class ModelCatalog:
                     by_path[source] = await asyncio.to_thread(
                         self._load_local, self.settings, source, public_id, reserved
                     )
-            except Exception as exc:  # reported by /health, never silently
+            except Exception as exc:  # noqa: BLE001 - reported by /health, never silently
                 log.error("model %s failed to load: %s", dep.id, exc)
                 self.load_error = str(exc)
                 return

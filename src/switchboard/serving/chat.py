@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from switchboard.engine import GenerationRequest, SequenceHandle, StepOutput
+from switchboard.engine.constraint import Constraint, GrammarError
 from switchboard.engine.request import TokenLogprob
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.protocol.responses import (
@@ -30,17 +31,8 @@ from switchboard.protocol.responses import (
 )
 from switchboard.protocol.responses import TokenLogprob as WireTokenLogprob
 from switchboard.serving.catalog import LocalModel, ModelCatalog
-from switchboard.serving.metrics import ServingMetrics
-from switchboard.engine.constraint import Constraint, GrammarError
 from switchboard.serving.constraints import GrammarRequest, requested_grammar
-from switchboard.serving.tools import (
-    ToolCallStream,
-    ToolPlan,
-    parse_calls,
-    plan_tools,
-    render_call,
-    with_tools_in_system,
-)
+from switchboard.serving.metrics import ServingMetrics
 from switchboard.serving.params import (
     Unsupported,
     beam_params,
@@ -48,6 +40,14 @@ from switchboard.serving.params import (
     samples_to_draw,
     sampling_params,
     template_messages,
+)
+from switchboard.serving.tools import (
+    ToolCallStream,
+    ToolPlan,
+    parse_calls,
+    plan_tools,
+    render_call,
+    with_tools_in_system,
 )
 
 
@@ -176,7 +176,8 @@ class ChatService:
                 grammar.check(wanted.grammar)
                 first = grammar.matcher(wanted.grammar)
             except GrammarError as exc:
-                raise Unsupported(wanted.param, f"{wanted.param} cannot be enforced: {exc}") from exc
+                raise Unsupported(
+                    wanted.param, f"{wanted.param} cannot be enforced: {exc}") from exc
             return [first] + [first.fork() for _ in range(samples_to_draw(req) - 1)]
 
         return await asyncio.to_thread(build)
@@ -298,7 +299,8 @@ def _wire_logprobs(items: list[TokenLogprob]) -> list[WireTokenLogprob]:
             logprob=item.logprob,
             bytes=list(item.text),
             top_logprobs=[
-                TopLogprob(token=t.text.decode("utf-8", "replace"), logprob=t.logprob, bytes=list(t.text))
+                TopLogprob(token=t.text.decode("utf-8", "replace"), logprob=t.logprob,
+                           bytes=list(t.text))
                 for t in item.top
             ],
         )

@@ -89,5 +89,5 @@ def _compile(param: str, kind: str, value: Any) -> str:
         return llguidance.LLMatcher.grammar_from_lark(any_to_lark(value))
     except (ValueError, TypeError, json.JSONDecodeError) as exc:
         raise Unsupported(param, f"invalid {param}: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - the GBNF converter raises its own types
+    except Exception as exc:
         raise Unsupported(param, f"invalid {param}: {exc}") from exc

@@ -47,7 +47,7 @@ def plan_tools(req: ChatCompletionRequest) -> ToolPlan | None:
     if choice == "none":
         return None
     names = [f.name for f in functions]
-    if isinstance(choice, NamedToolChoice) or isinstance(choice, dict):
+    if isinstance(choice, NamedToolChoice | dict):
         named = choice.function.name if isinstance(choice, NamedToolChoice) else None
         if named is None:
             raise Unsupported("tool_choice", "tool_choice must be none, auto, required or "
@@ -86,7 +86,9 @@ def tools_system_prompt(functions: list[FunctionDefinition]) -> str:
     )
 
 
-def with_tools_in_system(messages: list[dict[str, Any]], functions: list[FunctionDefinition]) -> None:
+def with_tools_in_system(
+    messages: list[dict[str, Any]], functions: list[FunctionDefinition]
+) -> None:
     """Put the tool list into the system message (added first when there is none)."""
     section = tools_system_prompt(functions)
     if messages and messages[0]["role"] == "system":

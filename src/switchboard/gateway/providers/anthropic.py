@@ -133,7 +133,8 @@ def _refuse_unsupported(req: ChatCompletionRequest) -> None:
         if getattr(req, name):
             raise Unsupported(name, f"{name} is not supported by this model's provider (Anthropic)")
     if req.temperature is not None and req.temperature > 1:
-        raise Unsupported("temperature", "this model's provider (Anthropic) takes 0 ≤ temperature ≤ 1")
+        raise Unsupported("temperature",
+                          "this model's provider (Anthropic) takes 0 ≤ temperature ≤ 1")
     found = requested_constraints(req)
     if found:
         raise Unsupported(found[0][0], f"{found[0][0]} cannot be enforced by Anthropic models")

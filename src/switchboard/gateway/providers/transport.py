@@ -14,7 +14,9 @@ from switchboard.gateway.config import DeploymentConfig
 from switchboard.gateway.providers.base import UpstreamFailure
 
 
-async def sse_payloads(resp: aiohttp.ClientResponse, stall_timeout_s: float) -> AsyncIterator[bytes]:
+async def sse_payloads(
+    resp: aiohttp.ClientResponse, stall_timeout_s: float
+) -> AsyncIterator[bytes]:
     """The ``data`` of each event (multi-line data joined), up to ``[DONE]`` or end of body."""
     data: list[bytes] = []
     try:

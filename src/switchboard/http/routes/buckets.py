@@ -2,7 +2,8 @@
 
 Switchboard's own: ``/v1/buckets`` (create, list, delete), ``/v1/buckets/{name}/documents``
 (multipart upload → an embedding task, list, delete). Telnyx's: ``POST /v2/ai/embeddings``
-(embed a bucket again with other chunk sizes), ``GET /v2/ai/embeddings/{task_id}`` (task status), ``POST /v2/ai/embeddings/similarity-search``, ``GET /v2/ai/embeddings/buckets``
+(embed a bucket again with other chunk sizes), ``GET /v2/ai/embeddings/{task_id}`` (task
+status), ``POST /v2/ai/embeddings/similarity-search``, ``GET /v2/ai/embeddings/buckets``
 and ``…/buckets/{name}``, ``DELETE /v2/ai/embeddings/buckets/{name}``. Every call sees only the
 caller's buckets (the admin key sees all).
 """

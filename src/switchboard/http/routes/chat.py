@@ -12,11 +12,10 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from switchboard.gateway.router import ProviderRouter
 from switchboard.gateway.providers.base import StreamEvent
+from switchboard.gateway.router import ProviderRouter
 from switchboard.http import metering
 from switchboard.http.auth import principal
-from switchboard.retrieval.augment import Retrieval, augment, retrieval_tools
 from switchboard.http.errors import APIError, to_api_error
 from switchboard.http.sse import sse_stream
 from switchboard.protocol.chat import ChatCompletionRequest
@@ -25,6 +24,7 @@ from switchboard.protocol.responses import (
     ErrorResponse,
     ValidationErrorResponse,
 )
+from switchboard.retrieval.augment import Retrieval, augment, retrieval_tools
 
 IGNORED_HEADER = "x-switchboard-ignored-params"
 DEPLOYMENT_HEADER = "x-switchboard-deployment"

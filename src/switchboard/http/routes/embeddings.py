@@ -1,7 +1,7 @@
 """``POST /v1/embeddings`` (also ``/embeddings`` and Telnyx's ``/v2/ai/openai/embeddings``):
 OpenAI's embeddings, from the embedded all-MiniLM-L6-v2 or, for any other model name, from the
-model's upstream deployments through the gateway (retries, fallbacks, cooldowns as for chat). Governed like chat: the key's models, limits
-and the ledger."""
+model's upstream deployments through the gateway (retries, fallbacks, cooldowns as for chat).
+Governed like chat: the key's models, limits and the ledger."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ async def _admit(request: Request, names: list[str], body: dict[str, Any]) -> Ad
         return await governor.admit(principal(request), names[0], names, endpoint="embeddings",
                                     request_id=current_request_id.get(),
                                     body={k: v for k, v in body.items() if k != "input"})
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise to_api_error(exc) from exc
 
 
