@@ -28,6 +28,7 @@ import time
 from contextlib import AbstractContextManager
 
 import httpx
+
 from common import EOG_BAN, free_port, launched, switchboard
 
 sys.path.insert(0, "src")

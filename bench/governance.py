@@ -29,10 +29,10 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
+from tests.services import postgres_server, redis_server  # noqa: E402
+
 from common import free_port, launched, listener_pid, main_thread_cpu_s  # noqa: E402
 from gateway import KEY, nginx_conf, wrk  # noqa: E402
-
-from tests.services import postgres_server, redis_server  # noqa: E402
 
 ADMIN = "sb-bench-admin-0123456789"
 

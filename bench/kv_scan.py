@@ -22,7 +22,6 @@ import numpy as np
 
 sys.path.insert(0, "src")
 from common import isolated
-
 from switchboard.engine import LlamaModel
 from switchboard.engine import model as model_module
 from switchboard.engine.embedded import embedded_model_path

@@ -21,7 +21,6 @@ sys.path[:0] = ["src", "bench"]
 from common import isolated  # noqa: E402
 from engine_only import rounds_of  # noqa: E402
 from perplexity import corpus, perplexity  # noqa: E402
-
 from switchboard.engine import LlamaModel  # noqa: E402
 from switchboard.engine import model as model_module  # noqa: E402
 from switchboard.engine.embedded import embedded_model_path  # noqa: E402
