@@ -138,7 +138,7 @@ class Scheduler:
         lane = seq.request.lane
         if used.get(lane, 0) + seq.slots <= self.reserved.get(lane, 0):
             return True
-        shared_used = sum(max(0, n - self.reserved.get(l, 0)) for l, n in used.items())
+        shared_used = sum(max(0, n - self.reserved.get(name, 0)) for name, n in used.items())
         own_spare = max(0, self.reserved.get(lane, 0) - used.get(lane, 0))
         return shared_used + seq.slots - own_spare <= self.shared_capacity
 
