@@ -216,6 +216,27 @@ def test_redis_settle_rides_with_the_next_admission(redis_url: str) -> None:
     run(go())
 
 
+def test_redis_flushed_scripts_and_dropped_connections_are_recovered(redis_url: str) -> None:
+    """The script is loaded again after SCRIPT FLUSH (or a new Redis), and a connection Redis
+    closed is reopened: neither costs a refusal, and the limit stays exact."""
+    async def go() -> None:
+        from redis.asyncio import Redis
+
+        store = RedisLimitStore(redis_url, namespace=f"test-{uuid.uuid4().hex}")
+        scope = [Scope("k:recover", rpm=4)]
+        assert (await store.admit("r1", scope, None, None)).allowed
+        async with Redis.from_url(redis_url) as admin:
+            await admin.script_flush()
+            assert (await store.admit("r2", scope, None, None)).allowed
+            killed = await admin.client_kill_filter(_type="normal", skipme=True)
+            assert killed >= 1  # the store's own connection among them
+            assert (await store.admit("r3", scope, None, None)).allowed
+        verdicts = [await store.admit(f"r{i}", scope, None, None) for i in (4, 5)]
+        assert [v.allowed for v in verdicts] == [True, False]
+        await store.close()
+    run(go())
+
+
 def test_redis_unreachable_refuses_every_waiting_check_and_never_hangs() -> None:
     import socket
 
