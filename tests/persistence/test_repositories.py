@@ -92,6 +92,30 @@ def test_ledger_reads(run_on: Callable[[Scenario], None]) -> None:
     run_on(scenario)
 
 
+def test_ledger_rows_keep_every_value(run_on: Callable[[Scenario], None]) -> None:
+    """What goes in comes back: times to the microsecond, booleans, NULLs, exact floats, JSON
+    with quotes and non-ASCII text (SQLite receives a batch as one JSON array)."""
+    async def scenario(db: Database) -> None:
+        usage = UsageRepository(db)
+        when = datetime(2026, 11, 3, 9, 41, 7, 123456, tzinfo=UTC)
+        full = {**_row("k", "m", when, 0.1 + 0.2), "request_id": 'req "1" é',
+                "stream": True, "error": "it's \\ \"quoted\"\n日本", "ttft_s": None,
+                "latency_s": 1e-7, "input_tokens": 123_456, "session_id": None,
+                "content": {"messages": [{"role": "user", "content": "héllo \u0000 \"x\""}],
+                            "output": None}}
+        empty = {**_row("k", "m", when + timedelta(seconds=1), 0.0), "metrics": None,
+                 "parameters": None, "stream": False}
+        await usage.insert_many([full, empty])
+        got_empty, got_full = await usage.records(UsageFilter(key_id="k"))
+        for key in ("request_id", "stream", "error", "ttft_s", "latency_s", "input_tokens",
+                    "session_id", "content", "cost_usd", "metrics", "parameters"):
+            assert got_full[key] == full[key], key
+        assert got_full["created_at"].replace(tzinfo=UTC) == when
+        assert got_empty["stream"] is False and got_empty["metrics"] is None
+        assert got_empty["parameters"] is None
+    run_on(scenario)
+
+
 def test_key_rows(run_on: Callable[[Scenario], None]) -> None:
     async def scenario(db: Database) -> None:
         keys = KeyRepository(db)
