@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,9 +94,11 @@ def measure(name: str, args: list[str], tmp: Path, seconds: int, governed: bool,
             "sent": sent}
 
 
-async def ledger_rate(url: str, batch: int, rows: int = 50_000) -> tuple[float, float]:
-    """Ledger rows/s written in batches of ``batch``, and this process's CPU µs per row (with
-    SQLite that includes the database's own work; PostgreSQL's runs in its server)."""
+async def ledger_rate(url: str, batch: int, rows: int = 50_000) -> tuple[float, float, float]:
+    """Ledger rows/s written in batches of ``batch``, this process's CPU µs per row (with
+    SQLite that includes the database's own work; PostgreSQL's runs in its server), and rows/s
+    again while another thread keeps the GIL busy, as a saturated event loop does (SQLite's
+    writes run in a thread of their own and must get the GIL back)."""
     from switchboard.persistence import Database
     from switchboard.persistence.database import database_url
     from switchboard.persistence.usage import UsageRepository
@@ -116,8 +119,24 @@ async def ledger_rate(url: str, batch: int, rows: int = 50_000) -> tuple[float, 
         await repo.insert_many([row] * batch)
     rate = rows / (time.perf_counter() - started)
     cpu_us = (time.process_time() - cpu) / rows * 1e6
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    spinner = threading.Thread(target=busy)
+    spinner.start()
+    started, busy_rows = time.perf_counter(), min(rows, 20 * batch)
+    try:
+        for _ in range(busy_rows // batch):
+            await repo.insert_many([row] * batch)
+    finally:
+        stop.set()
+        spinner.join()
+    busy_rate = busy_rows / (time.perf_counter() - started)
     await db.close()
-    return rate, cpu_us
+    return rate, cpu_us, busy_rate
 
 
 async def limit_check(url: str, checks: int = 3000) -> tuple[float, float]:
@@ -213,10 +232,10 @@ def main() -> None:
               f"{paced50:.2f} ms ({paced_added:+.2f} ms), {paced99:.2f} ms | "
               f"{rps1:,.0f} ({p50_1:.2f} ms, {added:+.2f} ms) | {ledger} | {calls} | "
               f"{100 * median(name, ('c32', 'loop_busy')):.0f} % |")
-    print("\n| ledger writes | batch | rows/s | CPU per row in this process |")
-    print("|---|---|---|---|")
-    for (name, batch), (rate, cpu_us) in writes.items():
-        print(f"| {name} | {batch:,} | {rate:,.0f} | {cpu_us:.1f} µs |")
+    print("\n| ledger writes | batch | rows/s | CPU per row in this process | rows/s, GIL busy |")
+    print("|---|---|---|---|---|")
+    for (name, batch), (rate, cpu_us, busy_rate) in writes.items():
+        print(f"| {name} | {batch:,} | {rate:,.0f} | {cpu_us:.1f} µs | {busy_rate:,.0f} |")
     print(f"\nRedis limit check: p50 {check[0]:.0f} µs, client CPU {check[1]:.0f} µs per request")
 
 
