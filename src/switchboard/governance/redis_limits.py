@@ -181,7 +181,7 @@ class RedisLimitStore:
         self._no_script, self._error_reply = NoScriptError, ResponseError
         self._dropped = ConnectionError
         self._redis = Redis.from_url(url)
-        self._calls = self._redis.connection_pool.make_connection()  # the script's, one at a time
+        self._connection = self._redis.connection_pool.make_connection()  # calls go one at a time
         self._ns = namespace
         self._sha = hashlib.sha1(_SCRIPT.encode()).hexdigest().encode()
         self._admissions: list[_Pending] = []
@@ -297,7 +297,7 @@ class RedisLimitStore:
             return await self._round_trip(command)
 
     async def _round_trip(self, command: bytes) -> Any:
-        connection = self._calls
+        connection = self._connection
         try:
             await connection.send_packed_command(command, check_health=False)
             return await connection.read_response()
@@ -357,5 +357,5 @@ class RedisLimitStore:
         try:
             await self.flush()
         finally:
-            await self._calls.disconnect()
+            await self._connection.disconnect()
             await self._redis.aclose()
