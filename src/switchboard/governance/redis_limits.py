@@ -175,11 +175,11 @@ class RedisLimitStore:
 
     def __init__(self, url: str, namespace: str = "sb") -> None:
         from redis.asyncio import Redis  # only needed with --redis-url
-        from redis.exceptions import ConnectionError, NoScriptError, RedisError, ResponseError
+        from redis.exceptions import ConnectionError as Dropped
+        from redis.exceptions import NoScriptError, RedisError, ResponseError
 
         self._unreachable = RedisError  # raised to callers as LimitStoreUnavailable
-        self._no_script, self._error_reply = NoScriptError, ResponseError
-        self._dropped = ConnectionError
+        self._no_script, self._error_reply, self._dropped = NoScriptError, ResponseError, Dropped
         self._redis = Redis.from_url(url)
         self._connection = self._redis.connection_pool.make_connection()  # calls go one at a time
         self._ns = namespace

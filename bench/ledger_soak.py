@@ -1,0 +1,80 @@
+"""Does the usage ledger keep up with a saturated server, and does the server's memory stay level?
+
+    python bench/ledger_soak.py [--rounds 9] [--seconds 10] [--database-url URL]
+
+The gateway in front of nginx (as in ``bench/governance.py``), a static key, every request in the
+ledger (SQLite in a temporary data directory unless ``--database-url``). Each round is ``wrk``
+with 32 connections saturating the server; after it the script prints the server's RSS and how
+many requests are not in the ledger yet (``/admin/usage`` against ``wrk``'s count, plus the 32
+requests in flight when ``wrk`` stops, which the server still answers and records). A ledger that
+keeps up stays near 0; one that falls behind grows, and so does the memory holding its rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from common import free_port, launched, listener_pid
+from gateway import KEY, nginx_conf, wrk
+from governance import ADMIN, config
+
+
+def rss_mb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def ledger_rows(base: str) -> int:
+    usage = httpx.get(base + "/admin/usage", params={"group_by": "key"},
+                      headers={"authorization": f"Bearer {ADMIN}"}).json()["data"]
+    return sum(u["requests"] for u in usage)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--database-url", help="the ledger's database (default: SQLite)")
+    args = parser.parse_args()
+    for tool in ("nginx", "wrk"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is needed: apt-get install nginx-light wrk")
+    tmp = Path(tempfile.mkdtemp(prefix="sb-ledger-soak-"))
+    upstream = free_port()
+    nginx = subprocess.Popen(["nginx", "-c", str(nginx_conf(tmp, upstream))])
+    time.sleep(0.5)
+    store = (["--database-url", args.database_url] if args.database_url
+             else ["--data-dir", str(tmp / "data")])
+    port = free_port()
+    command = [sys.executable, "-m", "switchboard", "serve", "--port", str(port),
+               "--log-level", "warning", "--admin-key", ADMIN, "--api-key", KEY,
+               "--config", str(config(tmp, f"http://127.0.0.1:{upstream}")), *store]
+    try:
+        with launched(command, "/health", port) as (base, _):
+            url = base + "/v1/chat/completions"
+            pid = listener_pid(port)
+            sent = 0
+            print("| round | req/s | server RSS | requests not in the ledger yet |")
+            print("|---|---|---|---|")
+            for r in range(args.rounds):
+                result = wrk(url, "bench", 32, args.seconds, False, tmp, KEY)
+                sent += result["requests"] + 32  # + those in flight when wrk stopped
+                print(f"| {r + 1} | {result['rps']:,.0f} | {rss_mb(pid)} MB | "
+                      f"{sent - ledger_rows(base):,} |", flush=True)
+    finally:
+        nginx.terminate()
+        nginx.wait()
+
+
+if __name__ == "__main__":
+    main()
