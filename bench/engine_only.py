@@ -1,6 +1,7 @@
 """Decode throughput of the engine alone (no HTTP): N sequences of 128 tokens at once.
 
     python bench/engine_only.py [--sequences 16] [--rounds 4] [--weights q8_0|original]
+                                [--kv-layout per-sequence|unified]
 
 Separates what llama.cpp and the scheduler deliver from what the server and client cost, and
 within the engine what ``llama_decode`` takes from what the Python around it (scheduling,
@@ -60,10 +61,13 @@ class TimedModel(LlamaModel):
             self.passes += 1
 
 
-def rounds_of(path: Path, sequences: int, rounds: int, flash_attn: bool = True) -> Iterator[Round]:
+def rounds_of(path: Path, sequences: int, rounds: int, flash_attn: bool = True,
+              streams: bool = True) -> Iterator[Round]:
     """Each round: ``sequences`` sequences of 128 tokens started together."""
-    config = EngineConfig(max_sequences=sequences, cache_slots=0)
-    model = TimedModel(path, 8192, config.sequence_ids, 2, flash_attn=flash_attn)
+    config = EngineConfig(max_sequences=sequences, cache_slots=0, kv_streams=streams)
+    n_ctx = 2048 * sequences if streams else 8192  # the server's defaults
+    model = TimedModel(path, n_ctx, config.sequence_ids, 2, flash_attn=flash_attn,
+                       unified_kv=not streams)
     engine = Engine(model, config)
     prompt = model.tokenize("<|im_start|>user\nTell a story about a dragon.<|im_end|>\n"
                             "<|im_start|>assistant\n")
@@ -94,11 +98,14 @@ def main() -> None:
     parser.add_argument("--sequences", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--weights", choices=["q8_0", "original"], default="q8_0")
+    parser.add_argument("--kv-layout", choices=["per-sequence", "unified"],
+                        default="per-sequence")
     args = parser.parse_args()
     path = prepare_weights(
         embedded_model_path(), args.weights, Path.home() / ".cache" / "switchboard", threads=2
     )
-    results = rounds_of(path, args.sequences, args.rounds, flash_attn=args.weights == "q8_0")
+    results = rounds_of(path, args.sequences, args.rounds, flash_attn=args.weights == "q8_0",
+                        streams=args.kv_layout == "per-sequence")
     for r, result in enumerate(results):
         print(f"round {r + 1}: {result.tok_s:.1f} tok/s with {args.sequences} sequences; "
               f"llama_decode {100 * result.decode_s / result.wall_s:.0f} % of the time, "

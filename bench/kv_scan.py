@@ -2,12 +2,14 @@
 
     python bench/kv_scan.py [--weights q8_0|original]
 
-The engine keeps every sequence in one pool of KV cells (``kv_unified``), which lets the prefix
-cache share cells without copying them, but each token's attention then walks every used cell,
-masked or not. Part 1 decodes one sequence, then 16, while cells of another sequence pile up
-(what finished sequences kept by the prefix cache cost). Part 2 decodes 16 sequences of 150 tokens
-in one unified pool and with a KV stream per sequence (llama.cpp's ``kv_unified = false``, what
-``llama-server -np 16`` uses), each in a fresh process. Times are the best of 3 x 15 steps.
+With ``--kv-layout unified`` the engine keeps every sequence in one pool of KV cells, which lets
+the prefix cache share cells without copying them, but each token's attention then walks every
+used cell, masked or not; the default layout gives each sequence a stream of its own. Part 1
+decodes one sequence, then 16, while cells of another sequence pile up (in one pool: what
+finished sequences kept by the prefix cache cost). Part 2 decodes 16 sequences of 150 tokens in
+one unified pool and with a KV stream per sequence (llama.cpp's ``kv_unified = false``, what
+``llama-server -np 16`` and the engine by default use), each in a fresh process. Times are the
+best of 3 x 15 steps.
 """
 
 from __future__ import annotations
@@ -17,13 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-import llama_cpp
 import numpy as np
 
 sys.path.insert(0, "src")
 from common import isolated
 from switchboard.engine import LlamaModel
-from switchboard.engine import model as model_module
 from switchboard.engine.embedded import embedded_model_path
 from switchboard.engine.weights import prepare_weights
 
@@ -73,15 +73,7 @@ def foreign_cells(path: Path) -> None:
 
 
 def streams(path: Path, unified: bool) -> float:
-    original = llama_cpp.llama_init_from_model
-
-    def init(model: llama_cpp.llama_model_p,
-             params: llama_cpp.llama_context_params) -> llama_cpp.llama_context_p:
-        params.kv_unified = unified  # the engine itself always uses one pool
-        return original(model, params)
-
-    model_module.llama_cpp.llama_init_from_model = init
-    model = LlamaModel(path, 16 * 512, 16, 2, flash_attn=True)
+    model = LlamaModel(path, 16 * 512, 16, 2, flash_attn=True, unified_kv=unified)
     for seq in range(16):
         fill(model, seq, 0, 150)
     result = step_ms(model, 16, 150)

@@ -92,3 +92,10 @@ def test_governance_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert s.database_url is not None and "hunter2" not in repr(s)
     assert s.redis_url is not None and s.redis_url.get_secret_value() == "redis://cache:6379/0"
     assert (s.ledger, s.log_content, s.data_dir) == (False, True, tmp_path)
+
+
+def test_kv_cells_follow_the_layout() -> None:
+    assert load_settings({}).kv_layout == "per-sequence"
+    assert load_settings({"max_sequences": 4}).kv_cells == 4 * 2048  # 2,048 per sequence
+    assert load_settings({"kv_layout": "unified"}).kv_cells == 8192  # one pool
+    assert load_settings({"kv_layout": "unified", "n_ctx": 4096}).kv_cells == 4096

@@ -48,7 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="flash attention (default: on with q8_0 weights, off with original)",
     )
     serve.add_argument("--cache-dir", type=Path, help="where converted weights are kept")
-    serve.add_argument("--n-ctx", type=int, help="KV cache cells shared by all sequences")
+    serve.add_argument(
+        "--kv-layout", choices=["per-sequence", "unified"],
+        help="a KV stream per sequence (default) or one pool of cells shared by all",
+    )
+    serve.add_argument("--n-ctx", type=int, help="KV cache cells in all (default: 2048 per "
+                       "sequence with per-sequence, 8192 with unified)")
     serve.add_argument("--threads", dest="n_threads", type=int, help="CPU threads")
     serve.add_argument("--max-sequences", type=int, help="sequences decoded together")
     serve.add_argument("--max-queue", type=int, help="waiting requests before 429")

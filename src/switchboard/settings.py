@@ -65,7 +65,15 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(
         default_factory=_default_cache_dir, description="Where converted weights are kept."
     )
-    n_ctx: int = Field(default=8192, ge=256, description="KV cells shared by all sequences.")
+    kv_layout: Literal["per-sequence", "unified"] = Field(
+        default="per-sequence",
+        description="A KV stream per sequence (attention reads only its own cells; each sequence "
+        "has n_ctx / max_sequences) or one pool shared by all (any sequence may use every cell).",
+    )
+    n_ctx: int | None = Field(
+        default=None, ge=256,
+        description="KV cells in all; default 2,048 per sequence (per-sequence), 8,192 (unified).",
+    )
     n_threads: int | None = Field(default=None, ge=1, description="CPU threads (default: cores).")
     max_sequences: int = Field(default=16, ge=1, le=128, description="Sequences decoded together.")
     max_queue: int = Field(default=256, ge=1, description="Requests waiting before 429.")
@@ -137,6 +145,13 @@ class Settings(BaseSettings):
     @property
     def use_flash_attn(self) -> bool:
         return self.flash_attn if self.flash_attn is not None else self.weights != "original"
+
+    @property
+    def kv_cells(self) -> int:
+        """KV cells in all: ``n_ctx``, or the layout's default."""
+        if self.n_ctx is not None:
+            return self.n_ctx
+        return 2048 * self.max_sequences if self.kv_layout == "per-sequence" else 8192
 
     @property
     def use_prefix_cache(self) -> bool:

@@ -69,12 +69,14 @@ def test_length_penalty_prefers_longer_when_positive() -> None:
     assert long.score(2.0) > short.score(2.0)
 
 
-def test_beams_on_the_model_score_what_they_say(reference: dict) -> None:
+@pytest.mark.parametrize("streams", [False, True], ids=["unified", "streams"])
+def test_beams_on_the_model_score_what_they_say(reference: dict, streams: bool) -> None:
     """Each returned beam's cumulative logprob equals a fresh teacher-forced scoring of its
-    tokens: the KV cells moved between beams belonged to the right parents."""
-    config = EngineConfig(max_sequences=4, max_queue=4, cache_slots=0)
+    tokens: the KV cells moved (or streams copied) between beams belonged to the right
+    parents."""
+    config = EngineConfig(max_sequences=4, max_queue=4, cache_slots=0, kv_streams=streams)
     model = LlamaModel(embedded_model_path(), n_ctx=2048, n_seq_max=config.sequence_ids,
-                       n_threads=2)
+                       n_threads=2, unified_kv=not streams)
     engine = Engine(model, config)
     prompt = reference["items"][0]["prompt_token_ids"]
     outs = []

@@ -1,5 +1,5 @@
 """A seeded (or greedy) request samples the same tokens when its prompt comes from the prefix
-cache or others' cells fill the KV cache.
+cache or others' cells fill the KV cache, in one unified pool of cells or a stream per sequence.
 
 Holds with flash attention on (the default with Q8_0 weights): llama.cpp's attention then skips
 other sequences' cells exactly, and the engine gives each prompt chunk its own forward pass.
@@ -24,14 +24,16 @@ from switchboard.engine.embedded import embedded_model_path
 from switchboard.engine.weights import prepare_weights
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+@pytest.fixture(scope="module", params=["unified", "streams"])
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Engine]:
     path = prepare_weights(
         embedded_model_path(), "q8_0", tmp_path_factory.mktemp("weights"), threads=2
     )
-    config = EngineConfig(max_sequences=8, max_queue=32, cache_slots=8)
+    streams = request.param == "streams"
+    config = EngineConfig(max_sequences=8, max_queue=32, cache_slots=8, kv_streams=streams)
     model = LlamaModel(path, n_ctx=4096, n_seq_max=config.sequence_ids, n_threads=2,
-                       flash_attn=True)
+                       flash_attn=True, unified_kv=not streams)
     eng = Engine(model, config)
     yield eng
     eng.shutdown()
@@ -64,7 +66,9 @@ def text_of(outputs: list[StepOutput]) -> str:
 def test_same_output_after_other_traffic_and_from_the_prefix_cache(
     engine: Engine, params: dict
 ) -> None:
-    question = "Write a poem about the sea."
+    # Long enough that a stream per sequence copies it (MIN_STREAM_COPY) rather than rereads it.
+    question = ("Write a poem about the sea, the harbour at dawn, the gulls over the fishing "
+                "boats and the old lighthouse keeper who watches them come home.")
     done, first = submit(engine, question, **params)
     assert done.wait(60)
     for i, topic in enumerate(["cats", "rain", "stars"]):  # leave others' cells in the cache

@@ -21,8 +21,10 @@ class FakeKV:
             self.seq_pos.setdefault(dst, {})[pos] = cell
             self.cells[cell].add(dst)
 
-    def forget(self, seq: int) -> None:
-        for cell in self.seq_pos.pop(seq, {}).values():
+    def forget(self, seq: int, from_pos: int = 0) -> None:
+        held = self.seq_pos.get(seq, {})
+        for pos in [p for p in held if p >= from_pos]:
+            cell = held.pop(pos)
             self.cells[cell].discard(seq)
             if not self.cells[cell]:
                 del self.cells[cell]

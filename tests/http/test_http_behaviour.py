@@ -73,7 +73,7 @@ def test_health_is_503_while_loading(tmp_path: Path) -> None:
 
 
 def test_stream_disconnect_frees_the_sequence(server: RunningServer) -> None:
-    body = {**BODY, "stream": True, "max_tokens": 3000, "ignore_eos": True}
+    body = {**BODY, "stream": True, "max_tokens": 1500, "ignore_eos": True}
     with httpx.stream("POST", server.v1 + "/chat/completions", json=body, headers=AUTH) as r:
         assert r.status_code == 200
         lines = r.iter_lines()
@@ -84,7 +84,7 @@ def test_stream_disconnect_frees_the_sequence(server: RunningServer) -> None:
 
 
 def test_non_stream_disconnect_frees_the_sequence(server: RunningServer) -> None:
-    body = {**BODY, "max_tokens": 3000, "ignore_eos": True}
+    body = {**BODY, "max_tokens": 1500, "ignore_eos": True}
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(server.v1 + "/chat/completions", json=body, headers=AUTH, timeout=1.0)
     assert wait_idle(server)
@@ -226,3 +226,20 @@ def test_prometheus_metrics_count_requests(server: RunningServer) -> None:
     assert after[ttft] - before.get(ttft, 0) == 1
     assert after["switchboard:num_requests_running" + label] == 0
     assert "switchboard:kv_cache_usage_perc" + label in after
+
+
+def test_kv_layout_sets_each_requests_context(server: RunningServer, tmp_path: Path) -> None:
+    """Per-sequence streams (default) give each request 2,048 tokens; one unified pool of
+    8,192 cells lets one request use them all."""
+    too_long = {**BODY, "max_tokens": 100000}
+    r = httpx.post(server.v1 + "/chat/completions", json=too_long, headers=AUTH)
+    assert "maximum context length is 2048 tokens" in r.json()["error"]["message"]
+    unified = start_server(tmp_path, "--kv-layout", "unified", "--max-sequences", "2")
+    try:
+        r = httpx.post(unified.v1 + "/chat/completions", json=too_long)
+        assert "maximum context length is 8192 tokens" in r.json()["error"]["message"]
+        with pytest.raises(httpx.ReadTimeout):  # accepted: still generating after a second
+            httpx.post(unified.v1 + "/chat/completions",
+                       json={**BODY, "max_tokens": 3000, "ignore_eos": True}, timeout=1.0)
+    finally:
+        stop_server(unified)

@@ -44,6 +44,7 @@ class EngineConfig:
     token_budget: int = 512  # tokens per forward pass
     cache_slots: int = 16  # finished sequences kept for prefix reuse
     reserved: tuple[tuple[str, int], ...] = ()  # (lane, sequences only that lane may use)
+    kv_streams: bool = False  # a KV stream per sequence (the cache keeps idle streams)
 
     def __post_init__(self) -> None:
         if sum(n for _, n in self.reserved) >= self.max_sequences:
@@ -53,7 +54,7 @@ class EngineConfig:
     @property
     def sequence_ids(self) -> int:
         """Sequence ids the llama.cpp context must provide (its ``n_seq_max``)."""
-        return self.max_sequences + self.cache_slots
+        return self.max_sequences if self.kv_streams else self.max_sequences + self.cache_slots
 
 
 class SequenceHandle:
@@ -72,11 +73,13 @@ class Engine:
     def __init__(self, model: LlamaModel, config: EngineConfig) -> None:
         self.model = model
         self.config = config
-        self.context_limit = min(model.n_ctx, model.n_ctx_train or model.n_ctx)
+        self.context_limit = min(model.n_ctx_seq, model.n_ctx_train or model.n_ctx_seq)
         self.sampler = Sampler(model.n_vocab, model.eog_token_ids)
         self.grammar = GrammarVocabulary(model)
         if model.n_seq_max < config.sequence_ids:
             raise ValueError(f"the model context needs n_seq_max >= {config.sequence_ids}")
+        if model.unified_kv == config.kv_streams:
+            raise ValueError("the model context's KV layout differs from the engine's kv_streams")
         self.scheduler = Scheduler(
             max_sequences=config.max_sequences,
             cache_slots=config.cache_slots,
@@ -85,6 +88,7 @@ class Engine:
             reserved=dict(config.reserved),
             share=model.share,
             forget=model.forget,
+            streams=config.kv_streams,
         )
         # ("add" | "cancel", sequence), ("abort", reason) or ("stop", None)
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -207,19 +211,21 @@ class Engine:
         for group in self._passes(chunks):
             self._run_pass(group)
 
-    @staticmethod
-    def _passes(chunks: list[ScheduledChunk]) -> list[list[ScheduledChunk]]:
+    def _passes(self, chunks: list[ScheduledChunk]) -> list[list[ScheduledChunk]]:
         """Split a step into forward passes.
 
         llama.cpp's kernels give a sequence the same numbers whatever else is decoded with it,
         except when two sequences read several tokens in one pass. So each prompt chunk gets a
-        pass of its own (the first one also carries every single-token decode): a seeded request
-        samples the same tokens under any load.
+        pass of its own (in a unified pool the first one also carries every single-token
+        decode): a seeded request samples the same tokens under any load. Decodes go in sequence
+        id order: with a KV stream per sequence llama.cpp splits a pass wherever the next id is
+        not the last plus one, and cuts a prompt chunk that shares a pass with decodes.
         """
-        passes: list[list[ScheduledChunk]] = [[c for c in chunks if c.n_tokens == 1]]
+        decodes = sorted((c for c in chunks if c.n_tokens == 1), key=lambda c: c.seq.seq_id)
+        passes: list[list[ScheduledChunk]] = [decodes]
         for chunk in chunks:
             if chunk.n_tokens > 1:
-                if any(c.n_tokens > 1 for c in passes[-1]):
+                if self.config.kv_streams or any(c.n_tokens > 1 for c in passes[-1]):
                     passes.append([])
                 passes[-1].append(chunk)
         return [p for p in passes if p]

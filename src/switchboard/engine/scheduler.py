@@ -16,6 +16,14 @@ cells are shared (``llama_memory_seq_cp``), not copied. A sequence whose prompt 
 sequence is still reading waits for it, so ``n`` choices and bursts with one system prompt read
 the shared part once. Cell accounting: a sequence owns ``n_past - shared_len`` cells; its first
 ``shared_len`` cells are counted in its ``source``; when a source goes, its largest child inherits.
+
+With a KV stream per sequence (``streams``) there is no pool to run out of (each stream holds a
+whole context) and cells cannot be shared, only copied a stream at a time. The prefix cache is
+then the idle streams: a prompt that continues a cached sequence takes over its stream (its
+unshared tail is cut), one that shares a prefix with a running sequence, or with only part of a
+cached one, gets a copy (the cached one is kept for its own next turn). llama.cpp splits a
+forward pass wherever sequence ids stop being consecutive, so new sequences take free ids next
+to running ones.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from dataclasses import dataclass
 from switchboard.engine.sequence import Sequence, SequenceStatus
 
 MIN_DEFER_GAIN = 32  # wait for another sequence's prefill only if it saves this many tokens
+MIN_STREAM_COPY = 16  # copy a whole KV stream (~12 ms) only to skip reading this many tokens
 
 
 @dataclass
@@ -56,13 +65,15 @@ class Scheduler:
         kv_cells: int,
         token_budget: int,
         share: Callable[[int, int, int], None],
-        forget: Callable[[int], None],
+        forget: Callable[[int, int], None],
         reserved: dict[str, int] | None = None,
+        streams: bool = False,
     ) -> None:
         self.reserved = {lane: n for lane, n in (reserved or {}).items() if n > 0}
         self.shared_capacity = max_sequences - sum(self.reserved.values())
         self._share = share  # (src_id, dst_id, n_tokens): dst gets src's first n cells
-        self._forget = forget  # drops a sequence id's KV cells
+        self._forget = forget  # (seq_id, from_pos): drops a sequence id's KV cells from a position
+        self.streams = streams  # a KV stream per sequence id; the cache holds idle streams
         self.max_sequences = max_sequences
         self.cache_slots = cache_slots
         self.kv_cells = kv_cells
@@ -70,7 +81,8 @@ class Scheduler:
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.cached: OrderedDict[int, Sequence] = OrderedDict()  # seq_id -> finished sequence
-        self._free_ids = list(range(max_sequences + cache_slots - 1, -1, -1))
+        n_ids = max_sequences if streams else max_sequences + cache_slots
+        self._free_ids = list(range(n_ids - 1, -1, -1))
 
     @property
     def kv_used(self) -> int:
@@ -142,9 +154,15 @@ class Scheduler:
         own_spare = max(0, self.reserved.get(lane, 0) - used.get(lane, 0))
         return shared_used + seq.slots - own_spare <= self.shared_capacity
 
+    def _slots_taken(self) -> int:
+        """Running sequences plus the ids beam searches hold for beams not yet spawned."""
+        groups = {id(s.group): s.group for s in self.running if s.group is not None}
+        return len(self.running) + sum(len(g.reserved_ids) for g in groups.values())
+
     def _next_admissible(self) -> Sequence | None:
+        taken = self._slots_taken()
         for seq in self.waiting:
-            if len(self.running) + seq.slots > self.max_sequences:
+            if taken + seq.slots > self.max_sequences:
                 return None
             if self._lane_allows(seq):
                 return seq
@@ -155,6 +173,9 @@ class Scheduler:
             source, shared = self._best_prefix(seq)
             if self._worth_waiting(seq, shared):
                 break
+            if self.streams:
+                self._admit_to_stream(seq, source, shared)
+                continue
             need = seq.n_pending - shared + self._reserved()
             while self.kv_used + need > self.kv_cells and self._evict_cached(keep=source):
                 pass
@@ -178,15 +199,57 @@ class Scheduler:
                     self.cached.move_to_end(source.seq_id)
             self.running.append(seq)
 
+    def _admit_to_stream(self, seq: Sequence, source: Sequence | None, shared: int) -> None:
+        """Give ``seq`` a stream: a cached one it continues, a copy of a shared prefix, or a
+        fresh one (the caller checked that a sequence slot is free)."""
+        self.waiting.remove(seq)
+        seq.status = SequenceStatus.RUNNING
+        cached = source is not None and source.seq_id in self.cached
+        lost = source.n_past - shared if source is not None else 0
+        if source is not None and cached and (
+            lost < MIN_STREAM_COPY or not self._spare_id(source)
+        ):
+            del self.cached[source.seq_id]  # this prompt continues it: take its stream over
+            seq.seq_id, source.seq_id = source.seq_id, -1
+            self._forget(seq.seq_id, shared)
+        elif source is not None and shared >= MIN_STREAM_COPY:
+            seq.seq_id = self._take_id(keep=source)
+            self._share(source.seq_id, seq.seq_id, shared)
+            if cached:
+                self.cached.move_to_end(source.seq_id)
+        else:
+            seq.seq_id, shared = self._take_id(), 0
+        seq.n_past = seq.cached_prefix = shared
+        if seq.group is not None:
+            seq.group.reserved_ids = [self._take_id() for _ in range(seq.slots - 1)]
+        self.running.append(seq)
+
+    def _spare_id(self, keep: Sequence) -> bool:
+        """A stream id is free or can be freed without evicting ``keep``."""
+        return bool(self._free_ids) or any(s is not keep for s in self.cached.values())
+
+    def _take_id(self, keep: Sequence | None = None) -> int:
+        """A free stream id, next to a running one where possible (llama.cpp batches only
+        consecutive ids together); evicts the least recently used cached stream if none is free."""
+        if not self._free_ids:
+            self._evict_cached(keep=keep)
+        running = {s.seq_id for s in self.running}
+        best = min(self._free_ids, key=lambda i: (i - 1 not in running and i + 1 not in running, i))
+        self._free_ids.remove(best)
+        return best
+
     def _best_prefix(self, seq: Sequence) -> tuple[Sequence | None, int]:
         """The running or cached sequence sharing the longest prefix (at least one token must be
-        fed, so the whole prompt never counts)."""
+        fed, so the whole prompt never counts). With streams a cached one wins a tie: taking it
+        over costs no copy."""
         best: Sequence | None = None
         best_len = 0
         limit = len(seq.tokens) - 1
         if seq.group is not None:  # beams move their cells around: they neither lend nor borrow
             return None, 0
-        for holder in [*self.running, *self.cached.values()]:
+        holders = [*self.cached.values(), *self.running] if self.streams else [
+            *self.running, *self.cached.values()]
+        for holder in holders:
             if holder.group is not None:
                 continue
             n = common_prefix(seq.tokens, holder.tokens, min(limit, holder.n_past))
@@ -235,7 +298,7 @@ class Scheduler:
         seq.children = []
         seq.source = None
         seq.shared_len = 0
-        self._forget(seq.seq_id)
+        self._forget(seq.seq_id, 0)
         self._free_ids.append(seq.seq_id)
         seq.seq_id = -1
 

@@ -103,13 +103,15 @@ class ModelCatalog:
             max_queue=settings.max_queue,
             cache_slots=settings.max_sequences if settings.use_prefix_cache else 0,
             reserved=reserved,
+            kv_streams=settings.kv_layout == "per-sequence",
         )
         llama = LlamaModel(
             path,
-            n_ctx=settings.n_ctx,
+            n_ctx=settings.kv_cells,
             n_seq_max=config.sequence_ids,
             n_threads=settings.threads,
             flash_attn=settings.use_flash_attn,
+            unified_kv=not config.kv_streams,
         )
         engine = Engine(llama, config)
         info = llama.info

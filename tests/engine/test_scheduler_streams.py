@@ -1,0 +1,188 @@
+"""The scheduler with a KV stream per sequence: taking over cached streams, copying shared
+prefixes, choosing ids llama.cpp can batch together, and cells that always hold each sequence's
+own tokens."""
+
+from __future__ import annotations
+
+import random
+
+from switchboard.engine.beam import BeamSearchParams, BeamState
+from switchboard.engine.request import GenerationRequest, SamplingParams
+from switchboard.engine.scheduler import MIN_STREAM_COPY, Scheduler
+from switchboard.engine.sequence import BeamGroup, Sequence
+
+MAX_SEQUENCES = 4
+
+
+class FakeStreams:
+    """What each of llama.cpp's per-sequence KV streams holds: the token at each position."""
+
+    def __init__(self) -> None:
+        self.streams: dict[int, list[int]] = {i: [] for i in range(MAX_SEQUENCES)}
+        self.copies = 0
+
+    def share(self, src: int, dst: int, n: int) -> None:
+        self.streams[dst] = list(self.streams[src][:n])  # a whole-stream copy, cut to n
+        self.copies += 1
+
+    def forget(self, seq: int, from_pos: int = 0) -> None:
+        del self.streams[seq][from_pos:]
+
+    def feed(self, seq: int, pos: int, token: int) -> None:
+        assert pos == len(self.streams[seq]), "a stream is written in order"
+        self.streams[seq].append(token)
+
+
+def make(tokens: list[int], max_tokens: int = 100) -> Sequence:
+    req = GenerationRequest(tuple(tokens), SamplingParams(max_tokens=max_tokens))
+    return Sequence(req, lambda out: None, n_vocab=1000, max_new_tokens=max_tokens)
+
+
+def scheduler(kv: FakeStreams, budget: int = 64) -> Scheduler:
+    return Scheduler(
+        max_sequences=MAX_SEQUENCES, cache_slots=MAX_SEQUENCES, kv_cells=MAX_SEQUENCES * 1000,
+        token_budget=budget, share=kv.share, forget=kv.forget, streams=True,
+    )
+
+
+def check(s: Scheduler, kv: FakeStreams) -> None:
+    """Every running or cached sequence's stream holds exactly its first ``n_past`` tokens."""
+    holders = [*s.running, *s.cached.values()]
+    ids = [h.seq_id for h in holders]
+    assert len(set(ids)) == len(ids) and all(0 <= i < MAX_SEQUENCES for i in ids)
+    for h in holders:
+        assert kv.streams[h.seq_id] == h.tokens[: h.n_past]
+    assert s.kv_used == sum(len(kv.streams[i]) for i in ids)
+
+
+def step(s: Scheduler, kv: FakeStreams, sample: int = 7) -> list:
+    chunks, preempted = s.schedule()
+    assert preempted == []  # every stream has room for its sequence's whole context
+    for c in chunks:
+        for i in range(c.n_tokens):
+            kv.feed(c.seq.seq_id, c.seq.n_past + i, c.seq.tokens[c.seq.n_past + i])
+    for c in chunks:
+        done = c.completes
+        c.seq.n_past += c.n_tokens
+        if done:
+            c.seq.tokens.append(sample)
+    check(s, kv)
+    return chunks
+
+
+def run_until(s: Scheduler, kv: FakeStreams, seq: Sequence, generated: int) -> None:
+    while seq.n_generated < generated:
+        step(s, kv)
+
+
+def test_the_next_turn_takes_over_its_conversations_stream_without_a_copy() -> None:
+    kv = FakeStreams()
+    s = scheduler(kv)
+    first = make(list(range(100, 140)))
+    s.add(first)
+    run_until(s, kv, first, 5)
+    s.release(first)
+    history = first.tokens[: first.n_past]
+    follow_up = make([*history, 500, 501, 502])
+    s.add(follow_up)
+    step(s, kv)
+    assert follow_up.seq_id == 0 and follow_up.cached_prefix == len(history)
+    assert kv.copies == 0 and not s.cached
+
+
+def test_a_prompt_shared_with_a_running_sequence_is_copied_once_read() -> None:
+    kv = FakeStreams()
+    s = scheduler(kv)
+    prompt = list(range(200, 260))
+    a, b = make([*prompt, 1]), make([*prompt, 2])
+    s.add(a)
+    s.add(b)
+    step(s, kv)
+    assert a in s.running and b in s.waiting  # b waits for a to read the shared part
+    step(s, kv)
+    assert b in s.running and b.seq_id != a.seq_id
+    assert kv.copies == 1 and b.cached_prefix == len(prompt)
+
+
+def test_a_cached_stream_sharing_little_is_kept_while_an_id_is_free() -> None:
+    kv = FakeStreams()
+    s = scheduler(kv)
+    system = list(range(300, 300 + MIN_STREAM_COPY))
+    old = make([*system, *range(600, 700)])  # a long conversation behind the system prompt
+    s.add(old)
+    run_until(s, kv, old, 1)
+    s.release(old)
+    new = make([*system, 9, 9, 9])
+    s.add(new)
+    step(s, kv)
+    assert new.seq_id != old.seq_id and old.seq_id in s.cached  # copied, not taken over
+    assert new.cached_prefix == len(system) and kv.copies == 1
+
+
+def test_a_cached_stream_is_taken_over_when_no_other_id_is_left() -> None:
+    kv = FakeStreams()
+    s = scheduler(kv)
+    system = list(range(300, 300 + MIN_STREAM_COPY))
+    busy = [make([i, i + 1, i + 2]) for i in range(10, 40, 10)]
+    old = make([*system, *range(600, 700)])
+    for seq in [old, *busy]:
+        s.add(seq)
+    run_until(s, kv, old, 1)
+    s.release(old)  # three running, one cached: no free id
+    new = make([*system, 9, 9, 9])
+    s.add(new)
+    step(s, kv)
+    assert new.seq_id == 0 and not s.cached and kv.copies == 0
+    assert new.cached_prefix == len(system)
+
+
+def test_a_new_sequence_takes_a_free_id_next_to_a_running_one() -> None:
+    kv = FakeStreams()
+    s = scheduler(kv)
+    a, b, c = make([1, 2]), make([3, 4]), make([5, 6])
+    for seq in (a, b, c):
+        s.add(seq)
+    step(s, kv)
+    assert [a.seq_id, b.seq_id, c.seq_id] == [0, 1, 2]
+    s.release(a, keep_cache=False)
+    s.release(b, keep_cache=False)  # running: id 2; free: 0, 1, 3
+    d = make([7, 8])
+    s.add(d)
+    step(s, kv)
+    assert d.seq_id == 1  # next to 2 (0 is lower but would split llama.cpp's batch)
+
+
+def test_ids_held_for_beams_not_yet_spawned_are_not_given_away() -> None:
+    kv = FakeStreams()
+    s = scheduler(kv)
+    search = make([1, 2, 3])
+    state = BeamState(BeamSearchParams(width=3, n=1), max_new_tokens=5, ends=frozenset())
+    search.group = BeamGroup(state, owner=search, beams=[search])
+    others = [make([10 + i]) for i in range(2)]
+    for seq in (search, *others):
+        s.add(seq)
+    step(s, kv)
+    assert len(search.group.reserved_ids) == 2 and others[0] in s.running
+    assert others[1] in s.waiting  # 1 running beam + 2 held ids + 1 other = 4 sequences
+    ids = {search.seq_id, others[0].seq_id, *search.group.reserved_ids}
+    assert ids == set(range(MAX_SEQUENCES))
+
+
+def test_random_traffic_keeps_every_stream_exact() -> None:
+    rng = random.Random(7)
+    kv = FakeStreams()
+    s = scheduler(kv, budget=24)
+    prefixes = [list(range(1000 * k, 1000 * k + rng.randrange(5, 60))) for k in range(1, 4)]
+    history: list[list[int]] = []
+    for _ in range(400):
+        if rng.random() < 0.3 and len(s.waiting) < 6:
+            turn = history and rng.random() < 0.5  # a conversation's next turn
+            base = rng.choice(history) if turn else rng.choice(prefixes)
+            s.add(make([*base, *(rng.randrange(1, 999) for _ in range(rng.randrange(1, 9)))],
+                       max_tokens=rng.randrange(1, 12)))
+        step(s, kv, sample=rng.randrange(1, 999))
+        for seq in list(s.running):
+            if seq.n_generated >= seq.max_new_tokens:
+                history.append(seq.tokens[: seq.n_past])
+                s.release(seq, keep_cache=rng.random() < 0.8)
+    assert kv.copies > 0 and any(len(h) > 0 for h in history)
