@@ -8,8 +8,9 @@ used cell, masked or not; the default layout gives each sequence a stream of its
 decodes one sequence, then 16, while cells of another sequence pile up (in one pool: what
 finished sequences kept by the prefix cache cost). Part 2 decodes 16 sequences of 150 tokens in
 one unified pool and with a KV stream per sequence (llama.cpp's ``kv_unified = false``, what
-``llama-server -np 16`` and the engine by default use), each in a fresh process. Times are the
-best of 3 x 15 steps.
+``llama-server -np 16`` and the engine by default use), each in a fresh process. Part 3 decodes
+1 and 16 sequences with a stream each at growing contexts, with and without llama.cpp's flash
+attention. Times are the best of 3 x 15 steps.
 """
 
 from __future__ import annotations
@@ -81,6 +82,23 @@ def streams(path: Path, unified: bool) -> float:
     return result
 
 
+def flash_attention_by_context(path: Path, flash_attn: bool) -> list[tuple[float, float]]:
+    """(1 sequence, 16 sequences) ms per step at 128, 512, 1024 and 1536 tokens of context."""
+    model = LlamaModel(path, 16 * 2048, 16, 2, flash_attn=flash_attn, unified_kv=False)
+    held = 0
+    rows = []
+    for context in CONTEXTS:
+        for seq in range(16):
+            fill(model, seq, held, context - held)
+        held = context
+        rows.append((step_ms(model, 1, context), step_ms(model, 16, context)))
+    model.close()
+    return rows
+
+
+CONTEXTS = (128, 512, 1024, 1536)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--weights", choices=["q8_0", "original"], default="q8_0")
@@ -95,6 +113,13 @@ def main() -> None:
         ms = isolated(streams, path, unified)
         name = "one unified pool" if unified else "a stream per sequence"
         print(f"{name}: {ms:.1f} ms", flush=True)
+    print("\nPart 3: a stream per sequence, ms per decode step by context (1 / 16 sequences)")
+    print("| flash attention | " + " | ".join(f"{c} tokens" for c in CONTEXTS) + " |")
+    print("|---|" + "---|" * len(CONTEXTS))
+    for flash_attn in (True, False):
+        rows = isolated(flash_attention_by_context, path, flash_attn)
+        cells = " | ".join(f"{one:.1f} / {many:.0f}" for one, many in rows)
+        print(f"| {'on' if flash_attn else 'off'} | {cells} |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -61,15 +61,19 @@ def test_missing_model_file_is_reported(tmp_path: Path) -> None:
         LlamaModel(junk, n_ctx=256, n_seq_max=1, n_threads=1)
 
 
-def test_flash_attention_follows_the_weight_format() -> None:
-    assert load_settings({}).use_flash_attn is True
-    assert load_settings({"weights": "original"}).use_flash_attn is False
+def test_flash_attention_follows_the_kv_layout_and_weight_format() -> None:
+    assert load_settings({}).use_flash_attn is False  # slower with a stream per sequence
+    assert load_settings({"kv_layout": "unified"}).use_flash_attn is True
+    unified_original = {"kv_layout": "unified", "weights": "original"}
+    assert load_settings(unified_original).use_flash_attn is False
     assert load_settings({"weights": "original", "flash_attn": True}).use_flash_attn is True
 
 
-def test_prefix_cache_follows_flash_attention() -> None:
+def test_prefix_cache_is_on_where_outputs_stay_the_same() -> None:
     assert load_settings({}).use_prefix_cache is True
-    assert load_settings({"weights": "original"}).use_prefix_cache is False
+    assert load_settings({"weights": "original"}).use_prefix_cache is True
+    assert load_settings({"kv_layout": "unified"}).use_prefix_cache is True
+    assert load_settings({"kv_layout": "unified", "weights": "original"}).use_prefix_cache is False
     assert load_settings({"prefix_cache": False}).use_prefix_cache is False
 
 

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--flash-attn", action=argparse.BooleanOptionalAction, default=None,
-        help="flash attention (default: on with q8_0 weights, off with original)",
+        help="flash attention (default: on only with --kv-layout unified and q8_0 weights)",
     )
     serve.add_argument("--cache-dir", type=Path, help="where converted weights are kept")
     serve.add_argument(
@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-queue", type=int, help="waiting requests before 429")
     serve.add_argument(
         "--prefix-cache", action=argparse.BooleanOptionalAction, default=None,
-        help="reuse KV cells of shared prompt prefixes (default: on with flash attention)",
+        help="reuse KV cells of shared prompt prefixes (default: on, except unified without "
+        "flash attention)",
     )
     serve.add_argument("--log-level", help="debug, info, warning, error")
     add_storage_arguments(serve)

@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     )
     flash_attn: bool | None = Field(
         default=None,
-        description="llama.cpp flash attention: ~17 % faster at 16 streams, logprobs shift ~0.1; "
-        "default: on with q8_0 weights, off with original weights (llama.cpp-exact numerics).",
+        description="llama.cpp flash attention (logprobs shift ~0.1); default: on only with the "
+        "unified KV layout and q8_0 weights, where it skips other sequences' cells.",
     )
     cache_dir: Path = Field(
         default_factory=_default_cache_dir, description="Where converted weights are kept."
@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     prefix_cache: bool | None = Field(
         default=None,
         description="Keep finished sequences' KV cells to reuse shared prompt prefixes; default: "
-        "on with flash attention (outputs unchanged), off without (outputs would shift).",
+        "on, except in a unified pool without flash attention (outputs would shift).",
     )
     default_max_tokens: int | None = Field(
         default=None, ge=1, description="Completion cap when a request sets none (context rest)."
@@ -144,7 +144,12 @@ class Settings(BaseSettings):
 
     @property
     def use_flash_attn(self) -> bool:
-        return self.flash_attn if self.flash_attn is not None else self.weights != "original"
+        """Only a unified pool gains from llama.cpp's CPU flash attention (it skips other
+        sequences' cells); with a stream per sequence it is slower, the more so the longer the
+        context (README, *Flash attention*)."""
+        if self.flash_attn is not None:
+            return self.flash_attn
+        return self.kv_layout == "unified" and self.weights != "original"
 
     @property
     def kv_cells(self) -> int:
@@ -155,7 +160,11 @@ class Settings(BaseSettings):
 
     @property
     def use_prefix_cache(self) -> bool:
-        return self.prefix_cache if self.prefix_cache is not None else self.use_flash_attn
+        """Outputs stay the same with the cache in streams, and in a unified pool only with
+        flash attention."""
+        if self.prefix_cache is not None:
+            return self.prefix_cache
+        return self.kv_layout == "per-sequence" or self.use_flash_attn
 
     @property
     def threads(self) -> int:

@@ -38,10 +38,11 @@ def make(tokens: list[int], max_tokens: int = 100) -> Sequence:
     return Sequence(req, lambda out: None, n_vocab=1000, max_new_tokens=max_tokens)
 
 
-def scheduler(kv: FakeStreams, budget: int = 64) -> Scheduler:
+def scheduler(kv: FakeStreams, budget: int = 64, last_token_alone: bool = False) -> Scheduler:
     return Scheduler(
         max_sequences=MAX_SEQUENCES, cache_slots=MAX_SEQUENCES, kv_cells=MAX_SEQUENCES * 1000,
         token_budget=budget, share=kv.share, forget=kv.forget, streams=True,
+        last_token_alone=last_token_alone,
     )
 
 
@@ -136,6 +137,24 @@ def test_a_cached_stream_is_taken_over_when_no_other_id_is_left() -> None:
     assert new.cached_prefix == len(system)
 
 
+def test_a_turn_that_diverges_late_takes_its_stream_rather_than_evict_another() -> None:
+    kv = FakeStreams()
+    s = scheduler(kv)
+    history, other = make(list(range(100, 160))), make(list(range(500, 540)))
+    busy = [make([i, i + 1]) for i in (10, 20)]
+    for seq in [history, other, *busy]:
+        s.add(seq)
+    run_until(s, kv, history, 1)
+    s.release(history)
+    s.release(other)  # two running, two cached: no free id
+    cut = 40  # shares 40 tokens, would cut the other 20: a late divergence
+    turn = make([*history.tokens[:cut], *range(700, 730)])
+    s.add(turn)
+    step(s, kv)
+    assert turn.seq_id == 0 and turn.cached_prefix == cut and kv.copies == 0
+    assert list(s.cached.values()) == [other]
+
+
 def test_a_new_sequence_takes_a_free_id_next_to_a_running_one() -> None:
     kv = FakeStreams()
     s = scheduler(kv)
@@ -150,6 +169,18 @@ def test_a_new_sequence_takes_a_free_id_next_to_a_running_one() -> None:
     s.add(d)
     step(s, kv)
     assert d.seq_id == 1  # next to 2 (0 is lower but would split llama.cpp's batch)
+
+
+def test_a_prompts_last_token_can_be_fed_with_the_next_steps_decodes() -> None:
+    kv = FakeStreams()
+    s = scheduler(kv, last_token_alone=True)
+    a = make(list(range(100, 110)))
+    s.add(a)
+    assert [(c.seq, c.n_tokens, c.completes) for c in step(s, kv)] == [(a, 9, False)]
+    b = make(list(range(200, 230)))
+    s.add(b)
+    chunks = step(s, kv)
+    assert [(c.seq, c.n_tokens, c.completes) for c in chunks] == [(a, 1, True), (b, 29, False)]
 
 
 def test_ids_held_for_beams_not_yet_spawned_are_not_given_away() -> None:

@@ -89,6 +89,7 @@ class Engine:
             share=model.share,
             forget=model.forget,
             streams=config.kv_streams,
+            last_token_alone=config.kv_streams and not model.flash_attn,
         )
         # ("add" | "cancel", sequence), ("abort", reason) or ("stop", None)
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()

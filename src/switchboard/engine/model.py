@@ -156,6 +156,7 @@ class LlamaModel:
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self.n_ctx = llama_cpp.llama_n_ctx(self._ctx)
         self.unified_kv = unified_kv
+        self.flash_attn = flash_attn
         self.n_ctx_seq = llama_cpp.llama_n_ctx_seq(self._ctx)  # the most cells one sequence holds
         self.n_batch = n_batch
         self.n_seq_max = n_seq_max

@@ -21,7 +21,8 @@ With a KV stream per sequence (``streams``) there is no pool to run out of (each
 whole context) and cells cannot be shared, only copied a stream at a time. The prefix cache is
 then the idle streams: a prompt that continues a cached sequence takes over its stream (its
 unshared tail is cut), one that shares a prefix with a running sequence, or with only part of a
-cached one, gets a copy (the cached one is kept for its own next turn). llama.cpp splits a
+cached one, gets a copy (the cached one is kept for its own next turn, unless keeping it would
+evict another cached stream and the prompt reuses more of it than it would cut). llama.cpp splits a
 forward pass wherever sequence ids stop being consecutive, so new sequences take free ids next
 to running ones.
 """
@@ -68,12 +69,16 @@ class Scheduler:
         forget: Callable[[int, int], None],
         reserved: dict[str, int] | None = None,
         streams: bool = False,
+        last_token_alone: bool = False,
     ) -> None:
         self.reserved = {lane: n for lane, n in (reserved or {}).items() if n > 0}
         self.shared_capacity = max_sequences - sum(self.reserved.values())
         self._share = share  # (src_id, dst_id, n_tokens): dst gets src's first n cells
         self._forget = forget  # (seq_id, from_pos): drops a sequence id's KV cells from a position
         self.streams = streams  # a KV stream per sequence id; the cache holds idle streams
+        # A prompt's last token is fed with the next step's decodes, never inside a chunk (see
+        # Engine: without flash attention a token's numbers depend on the rows read with it).
+        self.last_token_alone = last_token_alone
         self.max_sequences = max_sequences
         self.cache_slots = cache_slots
         self.kv_cells = kv_cells
@@ -120,9 +125,10 @@ class Scheduler:
                 chunks.append(ScheduledChunk(seq, 1))
                 budget -= 1
                 free_cells -= 1
+        held_back = 1 if self.last_token_alone else 0
         for seq in self.running:  # then prompt chunks, oldest first
             if seq.n_pending > 1 and budget > 0 and free_cells > 0:
-                n = min(seq.n_pending, budget, free_cells)
+                n = min(seq.n_pending - held_back, budget, free_cells)
                 chunks.append(ScheduledChunk(seq, n))
                 budget -= n
                 free_cells -= n
@@ -207,7 +213,9 @@ class Scheduler:
         cached = source is not None and source.seq_id in self.cached
         lost = source.n_past - shared if source is not None else 0
         if source is not None and cached and (
-            lost < MIN_STREAM_COPY or not self._spare_id(source)
+            lost < MIN_STREAM_COPY
+            or (not self._free_ids and shared >= lost)  # mostly its own history: not worth
+            or not self._spare_id(source)  # evicting another cached stream to keep it
         ):
             del self.cached[source.seq_id]  # this prompt continues it: take its stream over
             seq.seq_id, source.seq_id = source.seq_id, -1
