@@ -104,8 +104,9 @@ def main() -> None:
     path = prepare_weights(
         embedded_model_path(), args.weights, Path.home() / ".cache" / "switchboard", threads=2
     )
-    results = rounds_of(path, args.sequences, args.rounds, flash_attn=args.weights == "q8_0",
-                        streams=args.kv_layout == "per-sequence")
+    streams = args.kv_layout == "per-sequence"
+    flash_attn = not streams and args.weights == "q8_0"  # the server's defaults
+    results = rounds_of(path, args.sequences, args.rounds, flash_attn=flash_attn, streams=streams)
     for r, result in enumerate(results):
         print(f"round {r + 1}: {result.tok_s:.1f} tok/s with {args.sequences} sequences; "
               f"llama_decode {100 * result.decode_s / result.wall_s:.0f} % of the time, "
