@@ -145,8 +145,8 @@ class LlamaModel:
         cparams.n_threads = n_threads
         cparams.n_threads_batch = n_threads
         cparams.kv_unified = unified_kv
-        # CPU flash attention is faster but shifts logprobs by ~0.1 on SmolLM2 vs. llama.cpp's
-        # default path; callers choose (Settings.use_flash_attn).
+        # CPU flash attention skips masked cells (faster in a unified pool, slower with streams)
+        # and shifts logprobs by ~0.1 on SmolLM2; callers choose (Settings.use_flash_attn).
         cparams.flash_attn_type = 1 if flash_attn else 0
         cparams.no_perf = True
         self._ctx = llama_cpp.llama_init_from_model(self._model, cparams)
