@@ -211,13 +211,8 @@ class Scheduler:
         self.waiting.remove(seq)
         seq.status = SequenceStatus.RUNNING
         cached = source is not None and source.seq_id in self.cached
-        lost = source.n_past - shared if source is not None else 0
-        if source is not None and cached and (
-            lost < MIN_STREAM_COPY
-            or (not self._free_ids and shared >= lost)  # mostly its own history: not worth
-            or not self._spare_id(source)  # evicting another cached stream to keep it
-        ):
-            del self.cached[source.seq_id]  # this prompt continues it: take its stream over
+        if source is not None and cached and self._takes_over(source, shared):
+            del self.cached[source.seq_id]
             seq.seq_id, source.seq_id = source.seq_id, -1
             self._forget(seq.seq_id, shared)
         elif source is not None and shared >= MIN_STREAM_COPY:
@@ -231,6 +226,18 @@ class Scheduler:
         if seq.group is not None:
             seq.group.reserved_ids = [self._take_id() for _ in range(seq.slots - 1)]
         self.running.append(seq)
+
+    def _takes_over(self, cached: Sequence, shared: int) -> bool:
+        """Whether a prompt sharing ``shared`` tokens with a cached sequence takes its stream
+        (cutting the rest) rather than get a copy: when it continues that sequence, when keeping
+        it would evict another cached stream for less than the prompt reuses, or when no other
+        id can be had."""
+        lost = cached.n_past - shared
+        return (
+            lost < MIN_STREAM_COPY
+            or (not self._free_ids and shared >= lost)
+            or not self._spare_id(cached)
+        )
 
     def _spare_id(self, keep: Sequence) -> bool:
         """A stream id is free or can be freed without evicting ``keep``."""
