@@ -18,7 +18,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -88,6 +89,20 @@ http {{
     return conf
 
 
+@contextmanager
+def static_upstream(prefix: str) -> Iterator[tuple[Path, str]]:
+    """nginx answering fixed completions on a free loopback port, until the block ends: yields
+    a scratch folder and nginx's base URL. Exits with a hint when nginx or wrk is missing."""
+    for tool in ("nginx", "wrk"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is needed: apt-get install nginx-light wrk")
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    port = free_port()
+    command = ["nginx", "-c", str(nginx_conf(tmp, port))]
+    with launched(command, "/plain/v1/chat/completions", port) as (base, _):
+        yield tmp, base
+
+
 def body(model: str, stream: bool) -> str:
     request = {"model": model, "max_tokens": 32, "temperature": 0.7, "messages": [
         {"role": "system", "content": "You are a helpful assistant."},
@@ -130,20 +145,8 @@ def litellm_python() -> Path:
     return python
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--litellm", action="store_true", help="also measure LiteLLM's proxy")
-    args = parser.parse_args()
-    for tool in ("nginx", "wrk"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is needed: apt-get install nginx-light wrk")
-    tmp = Path(tempfile.mkdtemp(prefix="sb-gw-bench-"))
-    upstream_port = free_port()
-    nginx = subprocess.Popen(["nginx", "-c", str(nginx_conf(tmp, upstream_port))])
-    upstream = f"http://127.0.0.1:{upstream_port}"
-    time.sleep(0.5)
-
+def switchboard_server(tmp: Path, upstream: str) -> Callable[[int], list[str]]:
+    """The command line of Switchboard in front of ``upstream``, for a port."""
     config = tmp / "switchboard.yaml"
     config.write_text(json.dumps({
         "deployments": [
@@ -158,31 +161,43 @@ def main() -> None:
             {"name": "bench-stream", "deployments": ["stream"]},
         ],
     }))
-    servers = {"Switchboard": lambda port: [
+    return lambda port: [
         sys.executable, "-m", "switchboard", "serve", "--config", str(config), "--api-key", KEY,
-        "--port", str(port), "--log-level", "warning", "--data-dir", str(tmp / "data")]}
-    if args.litellm:
-        python = litellm_python()
-        litellm_config = tmp / "litellm.yaml"
-        litellm_config.write_text(json.dumps({
-            "model_list": [
-                {"model_name": "bench", "litellm_params": {
-                    "model": "openai/bench-upstream", "api_base": upstream + "/plain/v1",
-                    "api_key": "unused"}},
-                {"model_name": "bench-stream", "litellm_params": {
-                    "model": "openai/bench-upstream", "api_base": upstream + "/stream/v1",
-                    "api_key": "unused"}},
-            ],
-            "general_settings": {"master_key": KEY},
-            "litellm_settings": {"telemetry": False},
-        }))
-        servers["LiteLLM proxy"] = lambda port: [
-            str(python.parent / "litellm"), "--config", str(litellm_config), "--port", str(port),
-            "--num_workers", "1"]
+        "--port", str(port), "--log-level", "warning", "--data-dir", str(tmp / "data")]
 
-    direct = wrk(upstream + "/plain/v1/chat/completions", "bench", 1, 3, False, tmp)
+
+def litellm_server(tmp: Path, upstream: str) -> Callable[[int], list[str]]:
+    """The command line of LiteLLM's proxy (one worker) in front of ``upstream``, for a port."""
+    python = litellm_python()
+    config = tmp / "litellm.yaml"
+    config.write_text(json.dumps({
+        "model_list": [
+            {"model_name": "bench", "litellm_params": {
+                "model": "openai/bench-upstream", "api_base": upstream + "/plain/v1",
+                "api_key": "unused"}},
+            {"model_name": "bench-stream", "litellm_params": {
+                "model": "openai/bench-upstream", "api_base": upstream + "/stream/v1",
+                "api_key": "unused"}},
+        ],
+        "general_settings": {"master_key": KEY},
+        "litellm_settings": {"telemetry": False},
+    }))
+    return lambda port: [
+        str(python.parent / "litellm"), "--config", str(config), "--port", str(port),
+        "--num_workers", "1"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--litellm", action="store_true", help="also measure LiteLLM's proxy")
+    args = parser.parse_args()
     rows = []
-    try:
+    with static_upstream("sb-gw-bench-") as (tmp, upstream):
+        servers = {"Switchboard": switchboard_server(tmp, upstream)}
+        if args.litellm:
+            servers["LiteLLM proxy"] = litellm_server(tmp, upstream)
+        direct = wrk(upstream + "/plain/v1/chat/completions", "bench", 1, 3, False, tmp)
         for name, command in servers.items():
             port = free_port()
             ready = "/health" if name == "Switchboard" else "/health/liveliness"
@@ -193,9 +208,6 @@ def main() -> None:
                 c1 = wrk(url, "bench", 1, args.seconds, False, tmp)
                 streamed = wrk(url, "bench-stream", 8, args.seconds, True, tmp)
             rows.append((name, c32, c1, streamed))
-    finally:
-        nginx.terminate()
-        nginx.wait()
     print(f"nginx direct, 1 connection: p50 {direct['p50_ms']:.2f} ms\n")
     print("| proxy | req/s @32 (p50) | req/s @1 (p50, added) | streamed req/s @8 | errors |")
     print("|---|---|---|---|---|")

@@ -16,11 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -33,7 +30,7 @@ sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
 from tests.services import postgres_server, redis_server  # noqa: E402
 
 from common import free_port, launched, listener_pid, main_thread_cpu_s  # noqa: E402
-from gateway import KEY, nginx_conf, wrk  # noqa: E402
+from gateway import KEY, static_upstream, wrk  # noqa: E402
 
 ADMIN = "sb-bench-admin-0123456789"
 
@@ -172,39 +169,29 @@ def main() -> None:
     parser.add_argument("--paced-rate", type=float, default=500,
                         help="requests/s offered by 32 paced connections (below saturation)")
     args = parser.parse_args()
-    for tool in ("nginx", "wrk"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is needed: apt-get install nginx-light wrk")
-    tmp = Path(tempfile.mkdtemp(prefix="sb-gov-bench-"))
-    upstream_port = free_port()
-    nginx = subprocess.Popen(["nginx", "-c", str(nginx_conf(tmp, upstream_port))])
-    time.sleep(0.5)
-    cfg = ["--config", str(config(tmp, f"http://127.0.0.1:{upstream_port}"))]
     runs: dict[str, list[dict]] = {}
-    try:
-        with postgres_server() as pg, redis_server() as redis:
-            setups = [
-                ("off (--api-key, --no-ledger)",
-                 [*cfg, "--api-key", KEY, "--no-ledger", "--data-dir", str(tmp / "off")], False,
-                 None),
-                ("on: SQLite, in-process counters", [*cfg, "--data-dir", str(tmp / "on")], True,
-                 None),
-                ("on: PostgreSQL, in-process counters", [*cfg, "--database-url", pg], True, None),
-                ("on: PostgreSQL + Redis", [*cfg, "--database-url", pg, "--redis-url", redis],
-                 True, redis),
-            ]
-            for _ in range(args.rounds):  # alternated, so drift on a shared machine hits all
-                for name, setup, governed, redis_url in setups:
-                    runs.setdefault(name, []).append(measure(
-                        name, setup, tmp, args.seconds, governed, args.paced_rate, redis_url))
-            writes = {(name, batch): asyncio.run(ledger_rate(url, batch))
-                      for name, url in (("SQLite", f"sqlite:///{tmp / 'ledger.db'}"),
-                                        ("PostgreSQL", pg))
-                      for batch in (50, 500, 2000)}
-            check = asyncio.run(limit_check(redis))
-    finally:
-        nginx.terminate()
-        nginx.wait()
+    with (static_upstream("sb-gov-bench-") as (tmp, upstream), postgres_server() as pg,
+          redis_server() as redis):
+        cfg = ["--config", str(config(tmp, upstream))]
+        setups = [
+            ("off (--api-key, --no-ledger)",
+             [*cfg, "--api-key", KEY, "--no-ledger", "--data-dir", str(tmp / "off")], False,
+             None),
+            ("on: SQLite, in-process counters", [*cfg, "--data-dir", str(tmp / "on")], True,
+             None),
+            ("on: PostgreSQL, in-process counters", [*cfg, "--database-url", pg], True, None),
+            ("on: PostgreSQL + Redis", [*cfg, "--database-url", pg, "--redis-url", redis],
+             True, redis),
+        ]
+        for _ in range(args.rounds):  # alternated, so drift on a shared machine hits all
+            for name, setup, governed, redis_url in setups:
+                runs.setdefault(name, []).append(measure(
+                    name, setup, tmp, args.seconds, governed, args.paced_rate, redis_url))
+        writes = {(name, batch): asyncio.run(ledger_rate(url, batch))
+                  for name, url in (("SQLite", f"sqlite:///{tmp / 'ledger.db'}"),
+                                    ("PostgreSQL", pg))
+                  for batch in (50, 500, 2000)}
+        check = asyncio.run(limit_check(redis))
 
     def median(name: str, path: tuple[str, str]) -> float:
         return statistics.median(r[path[0]][path[1]] for r in runs[name])

@@ -13,17 +13,13 @@ keeps up stays near 0; one that falls behind grows, and so does the memory holdi
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import httpx
 
 from common import free_port, launched, listener_pid
-from gateway import KEY, nginx_conf, wrk
+from gateway import KEY, static_upstream, wrk
 from governance import ADMIN, config
 
 
@@ -46,20 +42,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--database-url", help="the ledger's database (default: SQLite)")
     args = parser.parse_args()
-    for tool in ("nginx", "wrk"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is needed: apt-get install nginx-light wrk")
-    tmp = Path(tempfile.mkdtemp(prefix="sb-ledger-soak-"))
-    upstream = free_port()
-    nginx = subprocess.Popen(["nginx", "-c", str(nginx_conf(tmp, upstream))])
-    time.sleep(0.5)
-    store = (["--database-url", args.database_url] if args.database_url
-             else ["--data-dir", str(tmp / "data")])
-    port = free_port()
-    command = [sys.executable, "-m", "switchboard", "serve", "--port", str(port),
-               "--log-level", "warning", "--admin-key", ADMIN, "--api-key", KEY,
-               "--config", str(config(tmp, f"http://127.0.0.1:{upstream}")), *store]
-    try:
+    with static_upstream("sb-ledger-soak-") as (tmp, upstream):
+        store = (["--database-url", args.database_url] if args.database_url
+                 else ["--data-dir", str(tmp / "data")])
+        port = free_port()
+        command = [sys.executable, "-m", "switchboard", "serve", "--port", str(port),
+                   "--log-level", "warning", "--admin-key", ADMIN, "--api-key", KEY,
+                   "--config", str(config(tmp, upstream)), *store]
         with launched(command, "/health", port) as (base, _):
             url = base + "/v1/chat/completions"
             pid = listener_pid(port)
@@ -71,10 +60,6 @@ def main() -> None:
                 sent += result["requests"] + 32  # + those in flight when wrk stopped
                 print(f"| {r + 1} | {result['rps']:,.0f} | {rss_mb(pid)} MB | "
                       f"{sent - ledger_rows(base):,} |", flush=True)
-    finally:
-        nginx.terminate()
-        nginx.wait()
-
 
 if __name__ == "__main__":
     main()
