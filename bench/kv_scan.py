@@ -82,18 +82,23 @@ def streams(path: Path, unified: bool) -> float:
     return result
 
 
-def flash_attention_by_context(path: Path, flash_attn: bool) -> list[tuple[float, float]]:
-    """(1 sequence, 16 sequences) ms per step at 128, 512, 1024 and 1536 tokens of context."""
+def flash_attention_by_context(path: Path, flash_attn: bool
+                               ) -> tuple[list[tuple[float, float]], float]:
+    """(1 sequence, 16 sequences) ms per step at 128, 512, 1024 and 1536 tokens of context, and
+    the ms per token spent filling those contexts (prefill in 256-token chunks)."""
     model = LlamaModel(path, 16 * 2048, 16, 2, flash_attn=flash_attn, unified_kv=False)
     held = 0
     rows = []
+    filling = 0.0
     for context in CONTEXTS:
+        started = time.perf_counter()
         for seq in range(16):
             fill(model, seq, held, context - held)
+        filling += time.perf_counter() - started
         held = context
         rows.append((step_ms(model, 1, context), step_ms(model, 16, context)))
     model.close()
-    return rows
+    return rows, 1000 * filling / (16 * held)
 
 
 CONTEXTS = (128, 512, 1024, 1536)
@@ -114,12 +119,13 @@ def main() -> None:
         name = "one unified pool" if unified else "a stream per sequence"
         print(f"{name}: {ms:.1f} ms", flush=True)
     print("\nPart 3: a stream per sequence, ms per decode step by context (1 / 16 sequences)")
-    print("| flash attention | " + " | ".join(f"{c} tokens" for c in CONTEXTS) + " |")
-    print("|---|" + "---|" * len(CONTEXTS))
+    print("| flash attention | " + " | ".join(f"{c} tokens" for c in CONTEXTS)
+          + " | prefill to 1536, ms per token |")
+    print("|---|" + "---|" * (len(CONTEXTS) + 1))
     for flash_attn in (True, False):
-        rows = isolated(flash_attention_by_context, path, flash_attn)
+        rows, prefill = isolated(flash_attention_by_context, path, flash_attn)
         cells = " | ".join(f"{one:.1f} / {many:.0f}" for one, many in rows)
-        print(f"| {'on' if flash_attn else 'off'} | {cells} |", flush=True)
+        print(f"| {'on' if flash_attn else 'off'} | {cells} | {prefill:.2f} |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -8,7 +8,7 @@ import random
 
 from switchboard.engine.beam import BeamSearchParams, BeamState
 from switchboard.engine.request import GenerationRequest, SamplingParams
-from switchboard.engine.scheduler import MIN_STREAM_COPY, Scheduler
+from switchboard.engine.scheduler import MIN_STREAM_COPY, ScheduledChunk, Scheduler, forward_passes
 from switchboard.engine.sequence import BeamGroup, Sequence
 
 MAX_SEQUENCES = 4
@@ -181,6 +181,18 @@ def test_a_prompts_last_token_can_be_fed_with_the_next_steps_decodes() -> None:
     s.add(b)
     chunks = step(s, kv)
     assert [(c.seq, c.n_tokens, c.completes) for c in chunks] == [(a, 1, True), (b, 29, False)]
+
+
+def test_decodes_share_one_pass_in_id_order_and_prompts_get_their_own() -> None:
+    seqs = [make([1, 2, 3]) for _ in range(5)]
+    for seq, seq_id in zip(seqs, (3, 0, 2, 1, 4)):
+        seq.seq_id = seq_id
+    chunks = [ScheduledChunk(seqs[0], 1), ScheduledChunk(seqs[1], 1), ScheduledChunk(seqs[2], 8),
+              ScheduledChunk(seqs[3], 1), ScheduledChunk(seqs[4], 5)]
+    shape = [[(c.seq.seq_id, c.n_tokens) for c in p] for p in forward_passes(chunks, True)]
+    assert shape == [[(0, 1), (1, 1), (3, 1)], [(2, 8)], [(4, 5)]]
+    unified = [[(c.seq.seq_id, c.n_tokens) for c in p] for p in forward_passes(chunks, False)]
+    assert unified == [[(0, 1), (1, 1), (3, 1), (2, 8)], [(4, 5)]]  # first prompt with decodes
 
 
 def test_ids_held_for_beams_not_yet_spawned_are_not_given_away() -> None:

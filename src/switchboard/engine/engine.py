@@ -31,7 +31,7 @@ from switchboard.engine.request import (
     TopToken,
 )
 from switchboard.engine.sampler import Sampler, log_softmax, top_logprobs
-from switchboard.engine.scheduler import ScheduledChunk, Scheduler
+from switchboard.engine.scheduler import ScheduledChunk, Scheduler, forward_passes
 from switchboard.engine.sequence import BeamGroup, OutputSink, Sequence, SequenceStatus
 
 log = logging.getLogger(__name__)
@@ -209,27 +209,8 @@ class Engine:
                 self.scheduler.release(seq)
                 seq.finish("length", StepOutput(text=seq.text.flush()))
             return
-        for group in self._passes(chunks):
+        for group in forward_passes(chunks, self.config.kv_streams):
             self._run_pass(group)
-
-    def _passes(self, chunks: list[ScheduledChunk]) -> list[list[ScheduledChunk]]:
-        """Split a step into forward passes.
-
-        llama.cpp's kernels give a sequence the same numbers whatever else is decoded with it,
-        except when two sequences read several tokens in one pass. So each prompt chunk gets a
-        pass of its own (in a unified pool the first one also carries every single-token
-        decode): a seeded request samples the same tokens under any load. Decodes go in sequence
-        id order: with a KV stream per sequence llama.cpp splits a pass wherever the next id is
-        not the last plus one, and cuts a prompt chunk that shares a pass with decodes.
-        """
-        decodes = sorted((c for c in chunks if c.n_tokens == 1), key=lambda c: c.seq.seq_id)
-        passes: list[list[ScheduledChunk]] = [decodes]
-        for chunk in chunks:
-            if chunk.n_tokens > 1:
-                if self.config.kv_streams or any(c.n_tokens > 1 for c in passes[-1]):
-                    passes.append([])
-                passes[-1].append(chunk)
-        return [p for p in passes if p]
 
     def _run_pass(self, chunks: list[ScheduledChunk]) -> None:
         """One forward pass, then sampling for the chunks that completed their pending tokens

@@ -50,6 +50,26 @@ class ScheduledChunk:
         return self.seq.n_past + self.n_tokens == len(self.seq.tokens)
 
 
+def forward_passes(chunks: list[ScheduledChunk], streams: bool) -> list[list[ScheduledChunk]]:
+    """Split a step's chunks into forward passes.
+
+    llama.cpp's kernels give a sequence the same numbers whatever else is decoded with it,
+    except when two sequences read several tokens in one pass. So each prompt chunk gets a pass
+    of its own (in a unified pool the first one also carries every single-token decode): a
+    seeded request samples the same tokens under any load. Decodes go in sequence id order:
+    with a KV stream per sequence llama.cpp splits a pass wherever the next id is not the last
+    plus one, and cuts a prompt chunk that shares a pass with decodes.
+    """
+    decodes = sorted((c for c in chunks if c.n_tokens == 1), key=lambda c: c.seq.seq_id)
+    passes: list[list[ScheduledChunk]] = [decodes]
+    for chunk in chunks:
+        if chunk.n_tokens > 1:
+            if streams or any(c.n_tokens > 1 for c in passes[-1]):
+                passes.append([])
+            passes[-1].append(chunk)
+    return [p for p in passes if p]
+
+
 def common_prefix(a: list[int], b: list[int], limit: int) -> int:
     n = min(len(a), len(b), limit)
     i = 0
