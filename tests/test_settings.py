@@ -103,3 +103,13 @@ def test_kv_cells_follow_the_layout() -> None:
     assert load_settings({"max_sequences": 4}).kv_cells == 4 * 2048  # 2,048 per sequence
     assert load_settings({"kv_layout": "unified"}).kv_cells == 8192  # one pool
     assert load_settings({"kv_layout": "unified", "n_ctx": 4096}).kv_cells == 4096
+
+
+def test_step_token_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    assert load_settings({}).max_num_batched_tokens == 256
+    monkeypatch.setenv("SWITCHBOARD_MAX_NUM_BATCHED_TOKENS", "64")
+    assert load_settings({}).max_num_batched_tokens == 64
+    with pytest.raises(ValidationError, match="max_num_batched_tokens"):
+        load_settings({"max_num_batched_tokens": 1024})  # more than one llama_decode takes

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", dest="n_threads", type=int, help="CPU threads")
     serve.add_argument("--max-sequences", type=int, help="sequences decoded together")
     serve.add_argument("--max-queue", type=int, help="waiting requests before 429")
+    serve.add_argument("--max-num-batched-tokens", type=int,
+                       help="tokens one engine step feeds (default 256)")
     serve.add_argument(
         "--prefix-cache", action=argparse.BooleanOptionalAction, default=None,
         help="reuse KV cells of shared prompt prefixes (default: on, except unified without "

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     n_threads: int | None = Field(default=None, ge=1, description="CPU threads (default: cores).")
     max_sequences: int = Field(default=16, ge=1, le=128, description="Sequences decoded together.")
     max_queue: int = Field(default=256, ge=1, description="Requests waiting before 429.")
+    max_num_batched_tokens: int = Field(
+        default=256, ge=16, le=512,
+        description="Tokens one engine step feeds (decodes, then prompt chunks): bounds how long "
+        "running streams wait while prompts are read.",
+    )
     prefix_cache: bool | None = Field(
         default=None,
         description="Keep finished sequences' KV cells to reuse shared prompt prefixes; default: "

@@ -83,3 +83,25 @@ def test_same_output_after_other_traffic_and_from_the_prefix_cache(
     assert done.wait(60)
     assert again[-1].cached_tokens > 0  # the prompt came from the cache this time
     assert text_of(again) == text_of(first)
+
+
+def test_same_output_when_its_prompt_is_read_in_one_pass_with_others(engine: Engine) -> None:
+    params = {"temperature": 0.8, "seed": 7, "max_tokens": 30, "ignore_eos": True}
+    question = "Name three rivers of Europe and say which sea each of them flows into."
+    done, alone = submit(engine, question, **params)
+    assert done.wait(60)
+    for i in range(10):  # push its cells out of the prefix cache (sharing no prefix with it)
+        evict = threading.Event()
+        tokens = engine.model.tokenize(f"{i} spelled out is", add_special=False)
+        engine.submit(GenerationRequest(tuple(tokens), SamplingParams(max_tokens=1)),
+                      lambda out, e=evict: out.finished and e.set())
+        assert evict.wait(60)
+    # Arriving together while another sequence decodes, the prompts are admitted in one step
+    # (and, with a stream per sequence, read in one forward pass).
+    busy, _ = submit(engine, "Count slowly from one to fifty.", max_tokens=60, ignore_eos=True)
+    batch = [submit(engine, f"Describe the colour {c} to someone who has never seen it.",
+                    max_tokens=20) for c in ("red", "blue", "green")]
+    done, together = submit(engine, question, **params)
+    assert all(d.wait(60) for d, _ in [*batch, (done, together), (busy, None)])
+    assert together[-1].cached_tokens < 10  # read again, not taken from the cache
+    assert text_of(together) == text_of(alone)

@@ -59,14 +59,15 @@ def check(s: Scheduler, kv: FakeStreams) -> None:
 def step(s: Scheduler, kv: FakeStreams, sample: int = 7) -> list:
     chunks, preempted = s.schedule()
     assert preempted == []  # every stream has room for its sequence's whole context
-    for c in chunks:
-        for i in range(c.n_tokens):
-            kv.feed(c.seq.seq_id, c.seq.n_past + i, c.seq.tokens[c.seq.n_past + i])
-    for c in chunks:
-        done = c.completes
-        c.seq.n_past += c.n_tokens
-        if done:
-            c.seq.tokens.append(sample)
+    for forward_pass in forward_passes(chunks, streams=True):  # in order, as the engine runs them
+        for c in forward_pass:
+            for i in range(c.n_tokens):
+                kv.feed(c.seq.seq_id, c.seq.n_past + i, c.seq.tokens[c.seq.n_past + i])
+        for c in forward_pass:
+            done = c.completes
+            c.seq.n_past += c.n_tokens
+            if done:
+                c.seq.tokens.append(sample)
     check(s, kv)
     return chunks
 
@@ -171,28 +172,39 @@ def test_a_new_sequence_takes_a_free_id_next_to_a_running_one() -> None:
     assert d.seq_id == 1  # next to 2 (0 is lower but would split llama.cpp's batch)
 
 
-def test_a_prompts_last_token_can_be_fed_with_the_next_steps_decodes() -> None:
+def test_a_prompts_last_token_is_fed_alone_with_the_decodes_after_its_prompt_pass() -> None:
     kv = FakeStreams()
-    s = scheduler(kv, last_token_alone=True)
+    s = scheduler(kv, budget=40, last_token_alone=True)
     a = make(list(range(100, 110)))
     s.add(a)
-    assert [(c.seq, c.n_tokens, c.completes) for c in step(s, kv)] == [(a, 9, False)]
-    b = make(list(range(200, 230)))
+    first = [(c.seq, c.n_tokens) for c in step(s, kv)]
+    assert first == [(a, 9), (a, 1)]  # 9 prompt tokens, then the last one in the decode pass
+    assert a.n_generated == 1  # sampled in the same step
+    b = make(list(range(200, 260)))
     s.add(b)
-    chunks = step(s, kv)
-    assert [(c.seq, c.n_tokens, c.completes) for c in chunks] == [(a, 1, True), (b, 29, False)]
+    chunks = [(c.seq, c.n_tokens) for c in step(s, kv)]
+    assert chunks == [(a, 1), (b, 39)]  # the budget ran out before b's last token
+    assert [(c.seq, c.n_tokens) for c in step(s, kv)] == [(a, 1), (b, 20), (b, 1)]
+    assert b.n_generated == 1
+    c = make([300, 301])  # one prompt token before the last: a decode already, so a step apart
+    s.add(c)
+    assert [(ch.seq, ch.n_tokens) for ch in step(s, kv)] == [(a, 1), (b, 1), (c, 1)]
+    assert c.n_generated == 0
+    step(s, kv)
+    assert c.n_generated == 1
 
 
-def test_decodes_share_one_pass_in_id_order_and_prompts_get_their_own() -> None:
-    seqs = [make([1, 2, 3]) for _ in range(5)]
-    for seq, seq_id in zip(seqs, (3, 0, 2, 1, 4)):
+def test_prompts_share_a_pass_before_the_decodes_all_in_id_order() -> None:
+    seqs = [make([1, 2, 3]) for _ in range(6)]
+    for seq, seq_id in zip(seqs, (3, 0, 2, 1, 4, 5)):
         seq.seq_id = seq_id
-    chunks = [ScheduledChunk(seqs[0], 1), ScheduledChunk(seqs[1], 1), ScheduledChunk(seqs[2], 8),
-              ScheduledChunk(seqs[3], 1), ScheduledChunk(seqs[4], 5)]
+    chunks = [ScheduledChunk(seqs[0], 1), ScheduledChunk(seqs[1], 1), ScheduledChunk(seqs[4], 5),
+              ScheduledChunk(seqs[3], 1), ScheduledChunk(seqs[2], 8), ScheduledChunk(seqs[5], 2),
+              ScheduledChunk(seqs[5], 1)]
     shape = [[(c.seq.seq_id, c.n_tokens) for c in p] for p in forward_passes(chunks, True)]
-    assert shape == [[(0, 1), (1, 1), (3, 1)], [(2, 8)], [(4, 5)]]
-    unified = [[(c.seq.seq_id, c.n_tokens) for c in p] for p in forward_passes(chunks, False)]
-    assert unified == [[(0, 1), (1, 1), (3, 1), (2, 8)], [(4, 5)]]  # first prompt with decodes
+    assert shape == [[(2, 8), (4, 5), (5, 2)], [(0, 1), (1, 1), (3, 1), (5, 1)]]
+    unified = [[(c.seq.seq_id, c.n_tokens) for c in p] for p in forward_passes(chunks[:5], False)]
+    assert unified == [[(0, 1), (1, 1), (3, 1), (4, 5)], [(2, 8)]]  # a prompt per pass
 
 
 def test_ids_held_for_beams_not_yet_spawned_are_not_given_away() -> None:

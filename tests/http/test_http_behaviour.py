@@ -234,8 +234,11 @@ def test_kv_layout_sets_each_requests_context(server: RunningServer, tmp_path: P
     too_long = {**BODY, "max_tokens": 100000}
     r = httpx.post(server.v1 + "/chat/completions", json=too_long, headers=AUTH)
     assert "maximum context length is 2048 tokens" in r.json()["error"]["message"]
-    unified = start_server(tmp_path, "--kv-layout", "unified", "--max-sequences", "2")
+    unified = start_server(tmp_path, "--kv-layout", "unified", "--max-sequences", "2",
+                           "--max-num-batched-tokens", "64")
     try:
+        assert ("2 sequences, unified KV cache (8192 tokens per request), flash attention on, "
+                "prefix cache on, 64 tokens per step") in unified.log()
         r = httpx.post(unified.v1 + "/chat/completions", json=too_long)
         assert "maximum context length is 8192 tokens" in r.json()["error"]["message"]
         with pytest.raises(httpx.ReadTimeout):  # accepted: still generating after a second

@@ -1,10 +1,11 @@
 """Which tokens of which sequences go into the next forward pass, and who owns which KV cells.
 
 Continuous batching: waiting sequences join the running set as soon as a sequence slot and KV
-cells are free; every step feeds one token per decoding sequence first, then fills the rest of
-the per-step token budget with prompt chunks, so running streams keep flowing while a long prompt
-is read. When the shared KV cache runs out the youngest sequence is preempted (its cells dropped)
-and re-queued at the front, to be recomputed later.
+cells are free; every step feeds one token per decoding sequence, and fills the rest of the
+per-step token budget with prompt chunks, so running streams keep flowing while a long prompt is
+read (a step lasts about as long as its budget of tokens takes to compute). When the shared KV
+cache runs out the youngest sequence is preempted (its cells dropped) and re-queued at the front,
+to be recomputed later.
 
 Dedicated capacity: a lane (a dedicated deployment) may have sequences reserved; they are used
 only by that lane, which also shares the rest with everyone. The first waiting sequence whose
@@ -53,20 +54,24 @@ class ScheduledChunk:
 def forward_passes(chunks: list[ScheduledChunk], streams: bool) -> list[list[ScheduledChunk]]:
     """Split a step's chunks into forward passes.
 
-    llama.cpp's kernels give a sequence the same numbers whatever else is decoded with it,
-    except when two sequences read several tokens in one pass. So each prompt chunk gets a pass
-    of its own (in a unified pool the first one also carries every single-token decode): a
-    seeded request samples the same tokens under any load. Decodes go in sequence id order:
-    with a KV stream per sequence llama.cpp splits a pass wherever the next id is not the last
-    plus one, and cuts a prompt chunk that shares a pass with decodes.
+    With a KV stream per sequence the prompt chunks share one pass, then the decodes (held-back
+    last prompt tokens among them) get a second: llama.cpp gives every token the same numbers
+    however its sequence's prompt is cut or batched, except a sequence's last token, whose
+    numbers depend on whether it is read alone. In a unified pool two sequences reading several
+    tokens in one pass change each other's numbers, so each prompt chunk gets a pass of its own
+    (the first one also carries the decodes): a seeded request samples the same tokens under
+    any load. Decodes go in sequence id order: with streams llama.cpp splits a pass wherever the
+    next id is not the last plus one.
     """
     decodes = sorted((c for c in chunks if c.n_tokens == 1), key=lambda c: c.seq.seq_id)
+    prompts = [c for c in chunks if c.n_tokens > 1]
+    if streams:
+        return [p for p in (sorted(prompts, key=lambda c: c.seq.seq_id), decodes) if p]
     passes: list[list[ScheduledChunk]] = [decodes]
-    for chunk in chunks:
-        if chunk.n_tokens > 1:
-            if streams or any(c.n_tokens > 1 for c in passes[-1]):
-                passes.append([])
-            passes[-1].append(chunk)
+    for chunk in prompts:
+        if any(c.n_tokens > 1 for c in passes[-1]):
+            passes.append([])
+        passes[-1].append(chunk)
     return [p for p in passes if p]
 
 
@@ -152,6 +157,12 @@ class Scheduler:
                 chunks.append(ScheduledChunk(seq, n))
                 budget -= n
                 free_cells -= n
+                # The held-back last token joins this step's decodes, which run after the
+                # prompt passes (one prompt token alone is a decode already: it waits a step).
+                if held_back and n > 1 and n == seq.n_pending - 1 and budget > 0 and free_cells:
+                    chunks.append(ScheduledChunk(seq, 1))
+                    budget -= 1
+                    free_cells -= 1
         return chunks, preempted
 
     # --- admission and the prefix cache ----------------------------------------------------------

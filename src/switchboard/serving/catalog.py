@@ -101,6 +101,7 @@ class ModelCatalog:
         config = EngineConfig(
             max_sequences=settings.max_sequences,
             max_queue=settings.max_queue,
+            token_budget=settings.max_num_batched_tokens,
             cache_slots=settings.max_sequences if settings.use_prefix_cache else 0,
             reserved=reserved,
             kv_streams=settings.kv_layout == "per-sequence",
@@ -114,6 +115,12 @@ class ModelCatalog:
             unified_kv=not config.kv_streams,
         )
         engine = Engine(llama, config)
+        log.info(
+            "engine for %s: %d sequences, %s KV cache (%d tokens per request), flash attention "
+            "%s, prefix cache %s, %d tokens per step", path.name, config.max_sequences,
+            settings.kv_layout, llama.n_ctx_seq, "on" if llama.flash_attn else "off",
+            "on" if config.cache_slots else "off", engine.scheduler.token_budget,
+        )
         info = llama.info
         template = ChatTemplate(info.chat_template, info.bos_token, info.eos_token)
         digest = hashlib.sha256(f"{path.name}:{info.size_bytes}:{__version__}".encode())
