@@ -241,3 +241,20 @@ def test_random_traffic_keeps_every_stream_exact() -> None:
                 history.append(seq.tokens[: seq.n_past])
                 s.release(seq, keep_cache=rng.random() < 0.8)
     assert kv.copies > 0 and any(len(h) > 0 for h in history)
+
+
+def test_short_gaps_between_decoding_ids_get_throwaway_tokens_at_their_streams_ends() -> None:
+    kv = FakeStreams()
+    s = scheduler(kv)  # 4 streams of 1,000 cells
+    seqs = [make(list(range(100 * i, 100 * i + 5))) for i in range(4)]
+    for seq in seqs:
+        s.add(seq)
+    step(s, kv)
+    assert [q.seq_id for q in seqs] == [0, 1, 2, 3]
+    s.release(seqs[1])  # cached: its stream holds its 5 prompt tokens
+    s.release(seqs[2], keep_cache=False)  # free: an empty stream
+    assert s.gap_fillers([0, 3]) == [(1, 5), (2, 0)]
+    assert s.gap_fillers([0, 1, 3]) == [(2, 0)]
+    seqs[1].n_past = 1000  # a full stream cannot take another token: the pass splits there
+    assert s.gap_fillers([0, 3]) == []
+    assert s.gap_fillers([0]) == [] and s.gap_fillers([]) == []

@@ -215,7 +215,12 @@ class Engine:
     def _run_pass(self, chunks: list[ScheduledChunk]) -> None:
         """One forward pass, then sampling for the chunks that completed their pending tokens
         (so a prompt's first token streams out before the step's other prompt passes run)."""
-        logits = self.model.decode(*self._assemble(chunks))
+        fillers: list[tuple[int, int]] = []
+        if self.config.kv_streams and all(c.n_tokens == 1 for c in chunks):  # the decode pass
+            fillers = self.scheduler.gap_fillers([c.seq.seq_id for c in chunks])
+        logits = self.model.decode(*self._assemble(chunks, fillers))
+        for seq_id, position in fillers:
+            self.model.forget(seq_id, position)
         completing = [c.completes for c in chunks]
         for chunk in chunks:
             chunk.seq.n_past += chunk.n_tokens
@@ -230,9 +235,11 @@ class Engine:
 
     @staticmethod
     def _assemble(
-        chunks: list[ScheduledChunk],
+        chunks: list[ScheduledChunk], fillers: list[tuple[int, int]] | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        total = sum(c.n_tokens for c in chunks)
+        """The pass's token, position, sequence id and wanted-logits arrays; ``fillers`` (id,
+        position) add throwaway tokens, kept in id order with the chunks (which are sorted)."""
+        total = sum(c.n_tokens for c in chunks) + len(fillers or ())
         tokens = np.empty(total, dtype=np.int32)
         positions = np.empty(total, dtype=np.int32)
         seq_ids = np.empty(total, dtype=np.int32)
@@ -246,6 +253,11 @@ class Engine:
             if c.completes:
                 want[at + n - 1] = 1
             at += n
+        if fillers:
+            tokens[at:] = 0
+            seq_ids[at:], positions[at:] = zip(*fillers)
+            order = np.argsort(seq_ids, kind="stable")
+            return tokens[order], positions[order], seq_ids[order], want[order]
         return tokens, positions, seq_ids, want
 
     def _sample(self, seqs: list[Sequence], logits: np.ndarray) -> None:

@@ -30,6 +30,7 @@ to running ones.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ from switchboard.engine.sequence import Sequence, SequenceStatus
 
 MIN_DEFER_GAIN = 32  # wait for another sequence's prefill only if it saves this many tokens
 MIN_STREAM_COPY = 16  # copy a whole KV stream (~12 ms) only to skip reading this many tokens
+# With streams llama.cpp splits a pass at each gap in the ids (~16-25 ms per extra split on the
+# VM); a throwaway token in each id of a gap this short (~5 ms each) keeps the pass whole.
+MAX_GAP_FILL = 2
 
 
 @dataclass
@@ -164,6 +168,22 @@ class Scheduler:
                     budget -= 1
                     free_cells -= 1
         return chunks, preempted
+
+    def gap_fillers(self, ids: list[int]) -> list[tuple[int, int]]:
+        """(id, position) of a throwaway token for each id in the short gaps between the sorted
+        ``ids`` of a decode pass, at the end of what that id's stream holds (the caller drops it
+        after the pass). A gap with a full stream in it is left to split the pass."""
+        holders = {s.seq_id: s for s in (*self.running, *self.cached.values())}
+        per_stream = self.kv_cells // self.max_sequences
+        fillers: list[tuple[int, int]] = []
+        for low, high in itertools.pairwise(ids):
+            gap = range(low + 1, high)
+            if not 0 < len(gap) <= MAX_GAP_FILL:
+                continue
+            ends = [holders[i].n_past if i in holders else 0 for i in gap]
+            if all(end < per_stream for end in ends):
+                fillers.extend(zip(gap, ends))
+        return fillers
 
     # --- admission and the prefix cache ----------------------------------------------------------
     def attach(self, seq: Sequence, seq_id: int) -> None:
