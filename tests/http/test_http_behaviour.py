@@ -246,3 +246,25 @@ def test_kv_layout_sets_each_requests_context(server: RunningServer, tmp_path: P
                        json={**BODY, "max_tokens": 3000, "ignore_eos": True}, timeout=1.0)
     finally:
         stop_server(unified)
+
+
+def test_an_unreachable_database_is_a_503_with_retry_after() -> None:
+    import asyncio
+
+    from switchboard.persistence import Database
+    from switchboard.persistence.usage import UsageFilter, UsageRepository
+
+    async def read() -> BaseException:
+        db = Database("postgresql+asyncpg://u:p@127.0.0.1:1/db")  # nothing listens on port 1
+        try:
+            await UsageRepository(db).records(UsageFilter())
+        except Exception as exc:  # noqa: BLE001 - the error under test
+            return exc
+        finally:
+            await db.close()
+        raise AssertionError("the read should have failed")
+
+    error = to_api_error(asyncio.run(read()))
+    assert (error.status, error.code, error.headers) == (
+        503, "database_unavailable", {"Retry-After": "1"})
+    assert to_api_error(ValueError("a bug")).status == 500  # other failures stay 500s

@@ -116,6 +116,27 @@ def test_ledger_rows_keep_every_value(run_on: Callable[[Scenario], None]) -> Non
     run_on(scenario)
 
 
+def test_a_row_no_database_takes_as_is_does_not_hold_the_ledger_back(
+    run_on: Callable[[Scenario], None],
+) -> None:
+    """Client text or numbers that a driver or database refuses (a 70-bit seed, a lone
+    surrogate, a NUL character, a session id longer than its column) are stored cleaned, and
+    the rest of the batch with them."""
+    async def scenario(db: Database) -> None:
+        usage = UsageRepository(db)
+        when = datetime(2026, 11, 4, tzinfo=UTC)
+        odd = {**_row("k", "m", when, 1.0), "parameters": {"seed": 2**70},
+               "error": "bad \ud800 model\x00name", "session_id": "s" * 300}
+        fine = _row("k", "m", when + timedelta(seconds=1), 2.0)
+        await usage.insert_many([odd, fine])
+        got_fine, got_odd = await usage.records(UsageFilter(key_id="k"))
+        assert got_fine["parameters"] == fine["parameters"] and got_fine["cost_usd"] == 2.0
+        assert got_odd["parameters"] == {"seed": str(2**70)}
+        assert got_odd["error"] == "bad ? model\ufffdname"
+        assert got_odd["session_id"] == "s" * 200
+    run_on(scenario)
+
+
 def test_key_rows(run_on: Callable[[Scenario], None]) -> None:
     async def scenario(db: Database) -> None:
         keys = KeyRepository(db)

@@ -31,6 +31,7 @@ def make(**fields: object) -> ChatCompletionRequest:
         ("logit_bias", {"5": 101}),
         ("stop", [""]),
         ("messages", []),
+        ("seed", 2**64),  # past 64 bits (vLLM's bound too)
     ],
 )
 def test_out_of_range_values_are_rejected(field: str, value: object) -> None:

@@ -23,6 +23,7 @@ from switchboard.engine import (
 )
 from switchboard.gateway.providers.base import UpstreamFailure
 from switchboard.governance.governor import GovernanceError
+from switchboard.persistence import database_unreachable
 from switchboard.retrieval.buckets import BucketNotFound
 from switchboard.serving import (
     GenerationFailed,
@@ -105,6 +106,11 @@ def to_api_error(exc: Exception) -> APIError:
         return _upstream_error(exc)
     if isinstance(exc, GenerationFailed):
         return APIError(500, str(exc), type="server_error", code="generation_failed")
+    if database_unreachable(exc):
+        log.error("database unavailable: %s", exc)
+        return APIError(503, "the database is unavailable; try again shortly",
+                        type="server_error", code="database_unavailable",
+                        headers={"Retry-After": "1"})
     log.exception("unexpected error", exc_info=exc)
     return APIError(500, "internal server error", type="server_error")
 

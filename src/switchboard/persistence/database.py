@@ -18,6 +18,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from switchboard.persistence.vectors import enable_pgvector
@@ -28,6 +29,13 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg",
            "postgres": "postgresql+asyncpg"}
 MIGRATION_LOCK = 0x5357_4244  # pg_advisory_xact_lock id
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """The database itself failed (down, locked, connection lost), not the statement's data."""
+    if isinstance(exc, OperationalError | InterfaceError | ConnectionError):
+        return True  # asyncpg's refused connections come through unwrapped
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def database_url(database_url: str | None, data_dir: Path) -> str:

@@ -3,6 +3,7 @@ grouped summaries (by key, model and/or UTC day), portable across SQLite and Pos
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from sqlalchemy import (
     select,
 )
 
-from switchboard.persistence.database import Database
+from switchboard.persistence.database import Database, database_unreachable
 from switchboard.persistence.tables import requests
 
 Row = dict[str, Any]
@@ -32,6 +33,8 @@ GroupBy = Literal["key", "model", "day", "deployment", "session"]
 GROUP_COLUMNS = {"key": requests.c.key_id, "model": requests.c.model, "day": requests.c.day,
                  "deployment": requests.c.deployment, "session": requests.c.session_id}
 
+
+log = logging.getLogger(__name__)
 
 _Insert = tuple[str, Callable[[Row], tuple[Any, ...]], list[tuple[int, str]]]
 
@@ -45,6 +48,35 @@ def _kind(type_: Any, sqlite: bool) -> str | None:
     if sqlite and isinstance(type_, Boolean):
         return "bool"
     return None
+
+
+def _clean(value: Any) -> Any:
+    """``value`` as every driver and database takes it: text without NUL characters or lone
+    surrogates (PostgreSQL refuses the first, UTF-8 the second), integers within 64 bits (else
+    their digits, as text), inside JSON too."""
+    if isinstance(value, str):
+        if not value.isascii():
+            value = value.encode("utf-8", "replace").decode("utf-8")
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else str(value)
+    if isinstance(value, dict):
+        return {_clean(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _cleaned(row: Row) -> Row:
+    """A ledger row made storable: cleaned values, text cut to its column's length."""
+    out = {name: _clean(value) for name, value in row.items()}
+    for name, value in out.items():
+        length = getattr(requests.c[name].type, "length", None) if name in requests.c else None
+        if length and isinstance(value, str):
+            out[name] = value[:length]
+    return out
 
 
 def _value(value: Any, kind: str) -> Any:
@@ -99,6 +131,18 @@ class UsageRepository:
         has only the former."""
         if not rows:
             return
+        try:
+            await self._insert(rows)
+        except Exception as exc:
+            if database_unreachable(exc) or isinstance(exc, OSError | TimeoutError):
+                raise
+            # A client's text (a NUL, a lone surrogate, an overlong session id) or a huge
+            # integer must not hold the whole ledger back: write the batch again, cleaned.
+            log.warning("usage ledger: batch refused (%s: %s); writing it cleaned",
+                        type(exc).__name__, str(exc).splitlines()[0][:200])
+            await self._insert([_cleaned(row) for row in rows])
+
+    async def _insert(self, rows: list[Row]) -> None:
         async with self._db.engine.begin() as conn:
             sql, take, convert = self._insert_statement(conn.dialect)
             params = []

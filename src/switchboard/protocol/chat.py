@@ -82,7 +82,7 @@ class ChatCompletionRequest(BaseModel):
     reasoning_effort: str | None = None
     response_format: ResponseFormat | None = None
     safety_identifier: str | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
     service_tier: str | None = None
     stop: str | list[str] | None = None
     store: bool | None = None

@@ -30,9 +30,11 @@ def _fail(param: str, why: str) -> None:
 def check_supported(req: ChatCompletionRequest) -> None:
     """Raise ``Unsupported`` for the first field set to a value the local engine cannot honour."""
     if req.functions:
-        _fail("functions", "function calling on local models is not available yet")
+        _fail("functions", "the deprecated functions API is not served locally; pass them as "
+              "'tools' (with 'tool_choice')")
     if req.function_call not in (None, "none"):
-        _fail("function_call", "function calling on local models is not available yet")
+        _fail("function_call", "the deprecated functions API is not served locally; use "
+              "'tools' and 'tool_choice'")
     if req.use_beam_search:
         _check_beam_search(req)
     else:
