@@ -6,6 +6,7 @@ to a 422 that carries both FastAPI's ``detail`` list and the ``error`` object.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -35,6 +36,20 @@ from switchboard.serving import (
 log = logging.getLogger(__name__)
 
 
+def _encodable(text: str) -> str:
+    """``text`` without lone surrogates (a JSON body may carry them in ``\\ud800`` escapes, and
+    UTF-8 cannot encode them back): each becomes ``?``."""
+    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
+
+
+class EncodableJSONResponse(JSONResponse):
+    """A JSON response that echoes client input (validation errors) without failing on it."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
+                          separators=(",", ":")).encode("utf-8", "replace")
+
+
 class APIError(Exception):
     """An error the API reports to the client as is."""
 
@@ -47,11 +62,12 @@ class APIError(Exception):
         code: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
+        message = _encodable(message)
         super().__init__(message)
         self.status = status
         self.message = message
         self.type = type
-        self.param = param
+        self.param = _encodable(param) if param is not None else None
         self.code = code
         self.headers = headers or {}
 
@@ -172,7 +188,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
             "code": "invalid_value" if errors else None,
         },
     }
-    return JSONResponse(body, status_code=422)
+    return EncodableJSONResponse(body, status_code=422)
 
 
 async def _api_error(request: Request, exc: APIError) -> JSONResponse:
