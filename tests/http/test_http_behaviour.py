@@ -270,7 +270,7 @@ def test_an_unreachable_database_is_a_503_with_retry_after() -> None:
     assert to_api_error(ValueError("a bug")).status == 500  # other failures stay 500s
 
 
-def test_lone_surrogates_in_client_text_get_their_4xx(server: RunningServer) -> None:
+def test_odd_json_from_clients_gets_its_4xx(server: RunningServer) -> None:
     """JSON may carry ``\\ud800`` escapes that UTF-8 cannot encode back: they arrive as ``?``,
     so errors echoing them render and tokenizers take them (each was a 500)."""
     def post(raw: str) -> httpx.Response:
@@ -282,6 +282,8 @@ def test_lone_surrogates_in_client_text_get_their_4xx(server: RunningServer) -> 
     assert r.status_code == 404 and "'m?'" in r.json()["error"]["message"]
     r = post('{"max_tokens": "\\ud800", ' + messages + '}')
     assert r.status_code == 422 and r.json()["error"]["param"] == "max_tokens"
+    r = post('{"temperature": NaN, ' + messages + '}')  # Python's JSON reads NaN; 422, not 500
+    assert r.status_code == 422 and r.json()["error"]["param"] == "temperature"
     r = httpx.post(server.v1 + "/embeddings", content=b'{"input": "a\\ud800b"}',
                    headers={**AUTH, "content-type": "application/json"})
     assert r.status_code == 200 and len(r.json()["data"][0]["embedding"]) == 384

@@ -43,7 +43,10 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text.strip())
     if match is None:
         raise ValueError(f"{text!r} is not a duration like 1h, 1d, 30d or 2w")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    duration = timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    if duration.total_seconds() <= 0:
+        raise ValueError(f"{text!r} is no time at all: a duration must be positive")
+    return duration
 
 
 def parse_expiry(text: str, now: datetime | None = None) -> datetime:

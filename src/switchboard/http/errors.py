@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,7 +25,7 @@ from switchboard.engine import (
 )
 from switchboard.gateway.providers.base import UpstreamFailure
 from switchboard.governance.governor import GovernanceError
-from switchboard.persistence import database_unreachable
+from switchboard.persistence import DATABASE_ERRORS, database_unreachable
 from switchboard.retrieval.buckets import BucketNotFound
 from switchboard.serving import (
     GenerationFailed,
@@ -42,12 +43,28 @@ def _encodable(text: str) -> str:
     return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities (which Python's JSON reads from ``NaN`` or ``1e400``
+    but strict JSON cannot carry) spelled as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 class EncodableJSONResponse(JSONResponse):
-    """A JSON response that echoes client input (validation errors) without failing on it."""
+    """A JSON response that echoes client input (validation errors) without failing on it:
+    lone surrogates become ``?``, NaN and infinities strings."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
-                          separators=(",", ":")).encode("utf-8", "replace")
+        try:
+            text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        except ValueError:
+            text = json.dumps(_finite(content), ensure_ascii=False, separators=(",", ":"))
+        return text.encode("utf-8", "replace")
 
 
 class APIError(Exception):
@@ -214,7 +231,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(APIError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    # Registered by class, so the connection stays open (Starlette re-raises what only the
+    # catch-all ``Exception`` handler answers, and the server then drops the connection).
     for known in (ModelNotFound, ModelsLoading, Unsupported, EngineError, TemplateRenderError,
-                  UpstreamFailure, GovernanceError):
+                  UpstreamFailure, GovernanceError, *DATABASE_ERRORS):
         app.add_exception_handler(known, _unexpected)
     app.add_exception_handler(Exception, _unexpected)

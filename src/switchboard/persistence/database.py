@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from switchboard.persistence.vectors import enable_pgvector
@@ -31,10 +31,18 @@ DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg",
 MIGRATION_LOCK = 0x5357_4244  # pg_advisory_xact_lock id
 
 
+# What the database layer raises, for the HTTP layer to answer (refused connections come from
+# asyncpg unwrapped).
+DATABASE_ERRORS = (SQLAlchemyError, ConnectionError)
+
+
 def database_unreachable(exc: BaseException) -> bool:
-    """The database itself failed (down, locked, connection lost), not the statement's data."""
-    if isinstance(exc, OperationalError | InterfaceError | ConnectionError):
-        return True  # asyncpg's refused connections come through unwrapped
+    """The database itself failed (down, locked, connection lost), not the statement or its
+    data (SQLite reports a syntax error as an ``OperationalError`` too)."""
+    if isinstance(exc, InterfaceError | ConnectionError):
+        return True
+    if isinstance(exc, OperationalError):
+        return "syntax error" not in str(exc.orig) and "no such" not in str(exc.orig)
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 

@@ -35,6 +35,8 @@ class KeyRepository:
             return [dict(r) for r in (await conn.execute(query)).mappings()]
 
     async def update(self, key_id: str, values: Row) -> Row | None:
+        if not values:  # nothing to change (an UPDATE needs a SET)
+            return await self.get(key_id)
         async with self._db.engine.begin() as conn:
             result = await conn.execute(
                 update(api_keys).where(api_keys.c.id == key_id).values(**values)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from switchboard.governance.keys import parse_duration, parse_expiry
 
 INT32 = 2**31 - 1  # the columns' range on every database
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # no control characters (PostgreSQL refuses NUL)
 
 
 class ModelLimitSpec(BaseModel):
@@ -21,9 +22,9 @@ class ModelLimitSpec(BaseModel):
 class KeyUpdate(BaseModel):
     """Fields to change on a key; ``null`` clears a limit."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=NAME_PATTERN)
     models: list[str] | None = Field(default=None, description="Allowed public model names.")
     rpm: int | None = Field(default=None, ge=1, le=INT32, description="Requests per minute.")
     tpm: int | None = Field(default=None, ge=1, le=INT32, description="Tokens per minute.")
@@ -54,4 +55,4 @@ class KeyUpdate(BaseModel):
 
 
 class KeyCreate(KeyUpdate):
-    name: str = Field(min_length=1, max_length=200)  # type: ignore[assignment]
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN)  # type: ignore[assignment]

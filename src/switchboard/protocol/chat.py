@@ -50,7 +50,8 @@ class StructuredOutputs(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # NaN and infinities are valid Python JSON but no sampling parameter's value.
+    model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
 
     # --- Standard OpenAI fields, in the order of OpenAI's API reference -----------------------
     messages: list[ChatMessage] = Field(min_length=1, description="The conversation so far.")
