@@ -60,9 +60,15 @@ def step(s: Scheduler, kv: FakeStreams, sample: int = 7) -> list:
     chunks, preempted = s.schedule()
     assert preempted == []  # every stream has room for its sequence's whole context
     for forward_pass in forward_passes(chunks, streams=True):  # in order, as the engine runs them
+        fillers = []
+        if all(c.n_tokens == 1 for c in forward_pass):  # the decode pass: gaps filled, as Engine
+            fillers = s.gap_fillers([c.seq.seq_id for c in forward_pass])
         for c in forward_pass:
             for i in range(c.n_tokens):
                 kv.feed(c.seq.seq_id, c.seq.n_past + i, c.seq.tokens[c.seq.n_past + i])
+        for seq_id, position in fillers:  # written at the stream's end, then dropped
+            kv.feed(seq_id, position, -1)
+            kv.forget(seq_id, position)
         for c in forward_pass:
             done = c.completes
             c.seq.n_past += c.n_tokens
