@@ -79,8 +79,8 @@ class Settings(BaseSettings):
     max_queue: int = Field(default=256, ge=1, description="Requests waiting before 429.")
     max_num_batched_tokens: int = Field(
         default=256, ge=16, le=512,
-        description="Tokens one engine step feeds (decodes, then prompt chunks): bounds how long "
-        "running streams wait while prompts are read.",
+        description="Tokens one engine step feeds (one per decoding sequence, the rest for prompt "
+        "chunks): bounds how long running streams wait while prompts are read.",
     )
     prefix_cache: bool | None = Field(
         default=None,

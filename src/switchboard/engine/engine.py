@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 class EngineConfig:
     max_sequences: int = 16  # decoded together
     max_queue: int = 256  # waiting before submit refuses
-    token_budget: int = 256  # tokens one step feeds: decodes, then prompt chunks
+    token_budget: int = 256  # tokens one step feeds: one per decode, the rest prompt chunks
     cache_slots: int = 16  # finished sequences kept for prefix reuse
     reserved: tuple[tuple[str, int], ...] = ()  # (lane, sequences only that lane may use)
     kv_streams: bool = False  # a KV stream per sequence (the cache keeps idle streams)
