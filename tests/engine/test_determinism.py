@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from switchboard.engine import (
@@ -88,7 +89,9 @@ def test_same_output_after_other_traffic_and_from_the_prefix_cache(
 
 # Not in a unified pool: concurrent decodes there can shift tokens (README, Fidelity).
 @pytest.mark.parametrize("engine", ["streams, flash attention", "streams"], indirect=True)
-def test_same_output_when_its_prompt_is_read_in_one_pass_with_others(engine: Engine) -> None:
+def test_same_output_when_its_prompt_is_read_in_one_pass_with_others(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     params = {"temperature": 0.8, "seed": 7, "max_tokens": 30, "ignore_eos": True}
     question = "Name three rivers of Europe and say which sea each of them flows into."
     done, alone = submit(engine, question, **params)
@@ -100,11 +103,22 @@ def test_same_output_when_its_prompt_is_read_in_one_pass_with_others(engine: Eng
                       lambda out, e=evict: out.finished and e.set())
         assert evict.wait(60)
     # Arriving together while another sequence decodes, the prompts are admitted in one step
-    # (and, with a stream per sequence, read in one forward pass).
+    # and read in one forward pass: the most prompts any pass read is recorded.
+    decode = engine.model.decode
+    prompts_in_a_pass = [0]
+
+    def counting(tokens: np.ndarray, positions: np.ndarray, seq_ids: np.ndarray,
+                 want: np.ndarray) -> np.ndarray:
+        counts = np.unique(seq_ids, return_counts=True)[1]
+        prompts_in_a_pass[0] = max(prompts_in_a_pass[0], int(np.sum(counts > 1)))
+        return decode(tokens, positions, seq_ids, want)
+
+    monkeypatch.setattr(engine.model, "decode", counting)
     busy, _ = submit(engine, "Count slowly from one to fifty.", max_tokens=60, ignore_eos=True)
     batch = [submit(engine, f"Describe the colour {c} to someone who has never seen it.",
                     max_tokens=20) for c in ("red", "blue", "green")]
     done, together = submit(engine, question, **params)
     assert all(d.wait(60) for d, _ in [*batch, (done, together), (busy, None)])
     assert together[-1].cached_tokens < 10  # read again, not taken from the cache
+    assert prompts_in_a_pass[0] >= 2  # one prompt per pass would give 1
     assert text_of(together) == text_of(alone)

@@ -214,7 +214,7 @@ class Engine:
 
     def _run_pass(self, chunks: list[ScheduledChunk]) -> None:
         """One forward pass, then sampling for the chunks that completed their pending tokens
-        (so a prompt's first token streams out before the step's other prompt passes run)."""
+        (so a first token streams out as soon as the pass that completed its prompt ends)."""
         fillers: list[tuple[int, int]] = []
         if self.config.kv_streams and all(c.n_tokens == 1 for c in chunks):  # the decode pass
             fillers = self.scheduler.gap_fillers([c.seq.seq_id for c in chunks])

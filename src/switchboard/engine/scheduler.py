@@ -105,8 +105,8 @@ class Scheduler:
         self._share = share  # (src_id, dst_id, n_tokens): dst gets src's first n cells
         self._forget = forget  # (seq_id, from_pos): drops a sequence id's KV cells from a position
         self.streams = streams  # a KV stream per sequence id; the cache holds idle streams
-        # A prompt's last token is fed with the next step's decodes, never inside a chunk (see
-        # Engine: without flash attention a token's numbers depend on the rows read with it).
+        # A prompt's last token is fed alone, in the decode pass after its prompt pass, never
+        # inside a chunk (without flash attention its numbers depend on the rows read with it).
         self.last_token_alone = last_token_alone
         self.max_sequences = max_sequences
         self.cache_slots = cache_slots

@@ -37,12 +37,6 @@ from switchboard.serving import (
 log = logging.getLogger(__name__)
 
 
-def _encodable(text: str) -> str:
-    """``text`` without lone surrogates (a JSON body may carry them in ``\\ud800`` escapes, and
-    UTF-8 cannot encode them back): each becomes ``?``."""
-    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
-
-
 def _finite(value: Any) -> Any:
     """``value`` with NaN and infinities (which Python's JSON reads from ``NaN`` or ``1e400``
     but strict JSON cannot carry) spelled as strings."""
@@ -55,9 +49,9 @@ def _finite(value: Any) -> Any:
     return value
 
 
-class EncodableJSONResponse(JSONResponse):
-    """A JSON response that echoes client input (validation errors) without failing on it:
-    lone surrogates become ``?``, NaN and infinities strings."""
+class ErrorResponse(JSONResponse):
+    """An error body, whatever client input it echoes (validation errors echo the input):
+    NaN and infinities as strings, anything UTF-8 cannot encode as ``?``."""
 
     def render(self, content: Any) -> bytes:
         try:
@@ -79,12 +73,11 @@ class APIError(Exception):
         code: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        message = _encodable(message)
         super().__init__(message)
         self.status = status
         self.message = message
         self.type = type
-        self.param = _encodable(param) if param is not None else None
+        self.param = param
         self.code = code
         self.headers = headers or {}
 
@@ -99,7 +92,7 @@ class APIError(Exception):
         }
 
     def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+        return ErrorResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
 def to_api_error(exc: Exception) -> APIError:
@@ -205,7 +198,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
             "code": "invalid_value" if errors else None,
         },
     }
-    return EncodableJSONResponse(body, status_code=422)
+    return ErrorResponse(body, status_code=422)
 
 
 async def _api_error(request: Request, exc: APIError) -> JSONResponse:
