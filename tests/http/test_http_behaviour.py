@@ -287,3 +287,30 @@ def test_odd_json_from_clients_gets_its_4xx(server: RunningServer) -> None:
     r = httpx.post(server.v1 + "/embeddings", content=b'{"input": "a\\ud800b"}',
                    headers={**AUTH, "content-type": "application/json"})
     assert r.status_code == 200 and len(r.json()["data"][0]["embedding"]) == 384
+
+
+def test_database_errors_are_answered_by_their_own_handler() -> None:
+    """Answered by class, not by the catch-all: Starlette re-raises what only the catch-all
+    answers, and the server then drops the client's keep-alive connection."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from sqlalchemy.exc import OperationalError
+
+    from switchboard.http.errors import install_error_handlers
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/down")
+    async def down() -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("refused"))
+
+    @app.get("/bug")
+    async def bug() -> None:
+        raise ValueError("a bug")
+
+    client = TestClient(app)  # raises whatever the app re-raises
+    r = client.get("/down")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "database_unavailable"
+    with pytest.raises(ValueError, match="a bug"):  # the catch-all: answered 500, then re-raised
+        client.get("/bug")
