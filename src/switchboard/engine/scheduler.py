@@ -19,7 +19,7 @@ the shared part once. Cell accounting: a sequence owns ``n_past - shared_len`` c
 ``shared_len`` cells are counted in its ``source``; when a source goes, its largest child inherits.
 
 With a KV stream per sequence (``streams``) there is no pool to run out of (each stream holds a
-whole context) and cells cannot be shared, only copied a stream at a time. The prefix cache is
+whole context) and cells cannot be shared, only copied (``LlamaModel.share``). The prefix cache is
 then the idle streams: a prompt that continues a cached sequence takes over its stream (its
 unshared tail is cut), one that shares a prefix with a running sequence, or with only part of a
 cached one, gets a copy (the cached one is kept for its own next turn, unless keeping it would
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from switchboard.engine.sequence import Sequence, SequenceStatus
 
 MIN_DEFER_GAIN = 32  # wait for another sequence's prefill only if it saves this many tokens
-MIN_STREAM_COPY = 16  # copy a whole KV stream (~12 ms) only to skip reading this many tokens
+MIN_STREAM_COPY = 16  # copy cells into a stream (up to ~6 ms) only to skip reading this many
 # With streams llama.cpp splits a pass at each gap in the ids (~16-25 ms per extra split on the
 # VM); a throwaway token in each id of a gap this short (~5 ms each) keeps the pass whole.
 MAX_GAP_FILL = 2
