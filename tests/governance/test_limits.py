@@ -273,3 +273,41 @@ def test_redis_batches_are_capped_and_stay_exact(redis_url: str) -> None:
         assert await script_calls(redis_url) - before == 2
         await store.close()
     run(go())
+
+
+def test_redis_call_sent_again_after_its_reply_was_lost_counts_nothing_twice(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection drops after Redis ran the script: the store sends the call again, and the
+    second run answers as the first did instead of counting tokens and spend once more."""
+    async def go() -> None:
+        from redis.exceptions import ConnectionError as Dropped
+
+        store = RedisLimitStore(redis_url, namespace=f"test-{uuid.uuid4().hex}")
+        scope = [Scope("k:lost", rpm=10, tpm=100)]
+        spend = Spend("k:lost:0", 10.0, 3600)
+        await store.seed_spend(spend, 0.0)
+        assert (await store.admit("r1", scope, ("k:lost", 5), spend)).allowed
+        round_trip = store._round_trip
+        lost = []
+
+        async def reply_lost(command: bytes) -> object:
+            reply = await round_trip(command)  # Redis ran it...
+            if not lost:
+                lost.append(reply)
+                await store._connection.disconnect()
+                raise Dropped("connection lost before the reply")  # ...but the reply is lost
+            return reply
+
+        monkeypatch.setattr(store, "_round_trip", reply_lost)
+        await store.settle(scope, 60, "k:lost", spend, 1.5, "r1")
+        second = await store.admit("r2", scope, ("k:lost", 5), spend)
+        monkeypatch.undo()
+        assert len(lost) == 1  # the call was sent twice
+        third = await store.admit("r3", scope, ("k:lost", 5), spend)
+        assert second.allowed and third.allowed
+        assert third.tokens.remaining == 40  # 60 tokens counted once, not 120
+        assert third.spent_usd == 1.5
+        assert third.requests.remaining == 7  # r1, r2 and r3
+        await store.close()
+    run(go())

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +42,9 @@ log = logging.getLogger(__name__)
 SETTLE_DELAY_S = 0.002
 MAX_BATCH = 256  # admissions per call; more wait for the next one
 
-# ARGV[1], ARGV[2], ARGV[3]: the settled requests' ARGV and KEYS counts, the number of
+# KEYS[1], ARGV[1]: this store's last-call key and the call's id (a call sent again after a
+# dropped connection gets the reply it got the first time, and changes nothing twice).
+# ARGV[2], ARGV[3], ARGV[4]: the settled requests' ARGV and KEYS counts, the number of
 # admissions. Then each settled request (KEYS: its token hashes, i.e. its scopes with a tpm
 # limit; its running-requests zset; its spend key. ARGV: tokens, number of token keys, member
 # ('' = none running), cost), then each admission (KEYS: per scope its requests zset and tokens
@@ -49,6 +53,13 @@ MAX_BATCH = 256  # admissions per call; more wait for the next one
 # admission: deny reason ('' = admitted), retry after (ms), spend, then per scope requests used,
 # their reset (ms), tokens used, their reset (ms).
 _SCRIPT = """
+local last = redis.call('GET', KEYS[1])
+if last then
+  local sep = string.find(last, ':', 1, true)
+  if string.sub(last, 1, sep - 1) == ARGV[1] then
+    return cmsgpack.unpack(string.sub(last, sep + 1))
+  end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = 60000
@@ -138,12 +149,13 @@ local function admit(k, a)
   return {deny, tostring(retry), tostring(spent), unpack(out)}, k + 2 * n + 2, a + 2 * n + 4
 end
 
-local S, SK = tonumber(ARGV[1]), tonumber(ARGV[2])
-settle(1, 4, 4 + S)
-local replies, k, a = {}, SK + 1, 4 + S
-for j = 1, tonumber(ARGV[3]) do
+local S, SK = tonumber(ARGV[2]), tonumber(ARGV[3])
+settle(2, 5, 5 + S)
+local replies, k, a = {}, SK + 2, 5 + S
+for j = 1, tonumber(ARGV[4]) do
   replies[j], k, a = admit(k, a)
 end
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. cmsgpack.pack(replies), 'PX', stale)
 return replies
 """
 
@@ -184,6 +196,8 @@ class RedisLimitStore:
         self._connection = self._redis.connection_pool.make_connection()  # calls go one at a time
         self._ns = namespace
         self._sha = hashlib.sha1(_SCRIPT.encode()).hexdigest().encode()
+        self._last_call = self._key("call", uuid.uuid4().hex)  # this store's, read by its resends
+        self._calls = itertools.count()
         self._admissions: list[_Pending] = []
         self._settled_keys: list[str] = []
         self._settled_args: list[str | int] = []
@@ -252,9 +266,9 @@ class RedisLimitStore:
         del self._admissions[:MAX_BATCH]
         settled_keys, settled_args = self._settled_keys, self._settled_args
         self._settled_keys, self._settled_args = [], []
-        keys = settled_keys + [k for p in batch for k in p.keys]
-        args = [len(settled_args), len(settled_keys), len(batch), *settled_args,
-                *(a for p in batch for a in p.args)]
+        keys = [self._last_call, *settled_keys, *(k for p in batch for k in p.keys)]
+        args = [next(self._calls), len(settled_args), len(settled_keys), len(batch),
+                *settled_args, *(a for p in batch for a in p.args)]
         try:
             replies = await self._run_script(keys, args) if batch or settled_args else []
         except BaseException as exc:
@@ -290,7 +304,9 @@ class RedisLimitStore:
 
     async def _call(self, command: bytes) -> Any:
         """One command and its reply. A dropped connection (Redis restarted, or closed it while
-        idle) is reconnected and the command sent once more, as redis-py's client retries it."""
+        idle) is reconnected and the command sent once more, as redis-py's client retries it.
+        Redis may have run it before the connection dropped: the script then finds its call id
+        and answers as it did, so nothing is counted twice."""
         try:
             return await self._round_trip(command)
         except self._dropped:
