@@ -66,7 +66,8 @@ def test_admin_api_needs_the_admin_key(governed: RunningServer, admin: Admin) ->
     assert admin.http.post("/admin/keys", json={"name": "x", "tpm": 10**12}).status_code == 422
     missing = admin.http.patch("/admin/keys/key_nope", json={"rpm": 3})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "key_not_found"
-    for bad in ({"name": "tab\tname"}, {"name": "x", "budget_period": "0d"}):
+    for bad in ({"name": "tab\tname"}, {"name": "x", "budget_period": "0d"},
+                {"name": "x", "expires_at": "2020-01-01"}):
         assert admin.http.post("/admin/keys", json=bad).status_code == 422, bad
     for raw in (b'{"name": "x", "budget_usd": 1e400}', b'{"name": "x", "rpm": NaN}'):
         r = admin.http.post("/admin/keys", content=raw,
@@ -76,6 +77,8 @@ def test_admin_api_needs_the_admin_key(governed: RunningServer, admin: Admin) ->
     same = admin.http.patch(f"/admin/keys/{created['id']}", json={})  # nothing to change
     assert same.status_code == 200 and (same.json()["name"], same.json()["rpm"]) == (
         "unchanged", 9)
+    past = admin.http.patch(f"/admin/keys/{created['id']}", json={"expires_at": "2020-01-01"})
+    assert past.status_code == 422 and "revoke" in past.json()["error"]["message"]
 
 
 def test_sdk_auth_errors(governed: RunningServer) -> None:

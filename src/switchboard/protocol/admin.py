@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -51,6 +51,16 @@ class KeyUpdate(BaseModel):
     def _expiry(cls, value: Any) -> Any:
         if isinstance(value, str):
             return parse_expiry(value)
+        return value
+
+    @field_validator("expires_at")
+    @classmethod
+    def _not_past(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        if value <= datetime.now(UTC):
+            raise ValueError("the expiry is in the past (to end a key now, revoke it)")
         return value
 
 
