@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from switchboard.governance.keys import parse_duration, parse_expiry
+from switchboard.governance.keys import aware, parse_duration, parse_expiry
 
 INT32 = 2**31 - 1  # the columns' range on every database
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # no control characters (PostgreSQL refuses NUL)
@@ -56,10 +56,8 @@ class KeyUpdate(BaseModel):
     @field_validator("expires_at")
     @classmethod
     def _not_past(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        value = value if value.tzinfo else value.replace(tzinfo=UTC)
-        if value <= datetime.now(UTC):
+        value = aware(value)
+        if value is not None and value <= datetime.now(UTC):
             raise ValueError("the expiry is in the past (to end a key now, revoke it)")
         return value
 
