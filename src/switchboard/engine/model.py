@@ -262,10 +262,11 @@ class LlamaModel:
         """Give ``dst_seq`` the first ``n_tokens`` cells of ``src_seq``.
 
         In a unified pool the cells are shared, not copied. With a stream per sequence llama.cpp
-        copies only whole streams, at the next ``decode`` (~6 ms for 2,048 cells of SmolLM2-135M
+        copies only whole streams, at the next ``decode`` (~8 ms for 2,048 cells of SmolLM2-135M
         on two cores, whatever the source holds), so a source holding at most a quarter of its
-        stream is copied cell by cell now instead, through llama.cpp's sequence state (~0.5 ms
-        for 27 cells); either way the copy is cut back to ``n_tokens`` cells.
+        stream is copied cell by cell now instead, through llama.cpp's sequence state (~1 ms for
+        27 cells; ``bench/decode_step.py --copies``); either way the copy is cut back to
+        ``n_tokens`` cells.
         """
         if self.unified_kv:
             llama_cpp.llama_memory_seq_cp(self._memory, src_seq, dst_seq, 0, n_tokens)
