@@ -3,7 +3,8 @@ rpm/tpm limits and a budget, every request in the ledger), on SQLite or PostgreS
 in-process counters and on PostgreSQL + Redis; then the ledger's raw write rate on SQLite and
 PostgreSQL and one Redis limit check alone. Also printed: Redis script calls per request (how
 well the limit checks batch) and how busy the server's event-loop thread was when saturated
-(from /proc: at 100 % it is the bottleneck).
+(from /proc: at 100 % it is the bottleneck), with its CPU per request (lowest–highest round:
+the spread between rounds of one setup is the VM's noise).
 
 The upstream is nginx answering a fixed completion (as in ``bench/gateway.py``); ``wrk`` is the
 client. PostgreSQL and Redis are throwaway servers from Debian's packages (``tests/services.py``).
@@ -74,7 +75,9 @@ def measure(name: str, args: list[str], tmp: Path, seconds: int, governed: bool,
         pid = listener_pid(port)
         calls, cpu = script_calls(redis_url), main_thread_cpu_s(pid)
         c32 = wrk(url, "bench", 32, seconds, False, tmp, key)
-        c32["loop_busy"] = (main_thread_cpu_s(pid) - cpu) / seconds
+        loop_cpu = main_thread_cpu_s(pid) - cpu
+        c32["loop_busy"] = loop_cpu / seconds
+        c32["loop_us"] = 1e6 * loop_cpu / max(1, c32["requests"])
         c32["calls"] = script_calls(redis_url) - calls
         paced = wrk(url, "bench", 32, seconds, False, tmp, key, rate=paced_rate)
         calls = script_calls(redis_url)
@@ -203,8 +206,8 @@ def main() -> None:
     print("| governance | saturated: req/s (p50) | CPU per request vs off | "
           f"paced {args.paced_rate:,.0f} req/s: p50 (added), p99 | "
           "1 connection: req/s (p50, added) | ledger rows | Redis calls per request @32 / @1 | "
-          "event loop busy, saturated |")
-    print("|---|---|---|---|---|---|---|---|")
+          "event loop busy, saturated | event-loop CPU per request, saturated |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, results in runs.items():
         rps32, p50_32 = median(name, ("c32", "rps")), median(name, ("c32", "p50_ms"))
         paced50, paced99 = median(name, ("paced", "p50_ms")), median(name, ("paced", "p99_ms"))
@@ -222,7 +225,9 @@ def main() -> None:
         print(f"| {name} | {rps32:,.0f} ({p50_32:.1f} ms) | {extra:+.3f} ms | "
               f"{paced50:.2f} ms ({paced_added:+.2f} ms), {paced99:.2f} ms | "
               f"{rps1:,.0f} ({p50_1:.2f} ms, {added:+.2f} ms) | {ledger} | {calls} | "
-              f"{100 * median(name, ('c32', 'loop_busy')):.0f} % |")
+              f"{100 * median(name, ('c32', 'loop_busy')):.0f} % | "
+              f"{min(r['c32']['loop_us'] for r in results):.0f}–"
+              f"{max(r['c32']['loop_us'] for r in results):.0f} µs |")
     print("\n| ledger writes | batch | rows/s | CPU per row in this process | rows/s, GIL busy |")
     print("|---|---|---|---|---|")
     for (name, batch), (rate, cpu_us, busy_rate) in writes.items():
