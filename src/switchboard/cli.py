@@ -1,7 +1,8 @@
 """The ``switchboard`` command: ``switchboard serve [options]``.
 
-Flags map one to one onto ``Settings`` fields; unset flags fall back to ``SWITCHBOARD_*``
-variables, then to the ``--config`` YAML file, then to defaults.
+The ``serve`` flags are generated from the ``Settings`` fields (``settings_reference``), one
+flag per setting; unset flags fall back to ``SWITCHBOARD_*`` variables, then to the
+``--config`` YAML file, then to defaults.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import argparse
 import gc
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,6 +19,7 @@ from switchboard import __version__
 from switchboard.buckets_command import add_buckets_command, run_buckets_command
 from switchboard.keys_command import add_keys_command, run_keys_command
 from switchboard.settings import Settings, load_settings
+from switchboard.settings_reference import add_settings_arguments
 
 log = logging.getLogger("switchboard")
 
@@ -27,61 +28,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"switchboard {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the OpenAI-compatible server")
-    serve.add_argument("--host", help="bind address (default 127.0.0.1 without keys, else 0.0.0.0)")
-    serve.add_argument("--port", type=int, help="port (default 8000)")
-    serve.add_argument("--model", type=Path, help="GGUF file to serve (default: embedded SmolLM2)")
-    serve.add_argument("--model-id", help="public id for --model (default: file name)")
-    serve.add_argument(
-        "--api-key", dest="api_keys", action="append", help="accepted API key (repeatable)"
+    serve = commands.add_parser(
+        "serve", help="run the OpenAI-compatible server",
+        description="Run the OpenAI-compatible server. Each flag is a setting: unset flags fall "
+        "back to SWITCHBOARD_* variables, then to the --config file, then to the default.",
     )
-    serve.add_argument("--root-path",
-                       help="base path to mount the API under, e.g. /Telkom-LLM/0.0.4")
-    serve.add_argument("--config", type=Path, help="YAML config file")
-    serve.add_argument("--ssl-certfile", type=Path, help="TLS certificate (PEM)")
-    serve.add_argument("--ssl-keyfile", type=Path, help="TLS private key (PEM)")
-    serve.add_argument(
-        "--weights", choices=["q8_0", "original"], help="weight format (default q8_0, cached)"
-    )
-    serve.add_argument(
-        "--flash-attn", action=argparse.BooleanOptionalAction, default=None,
-        help="flash attention (default: on only with --kv-layout unified and q8_0 weights)",
-    )
-    serve.add_argument("--cache-dir", type=Path, help="where converted weights are kept")
-    serve.add_argument(
-        "--kv-layout", choices=["per-sequence", "unified"],
-        help="a KV stream per sequence (default) or one pool of cells shared by all",
-    )
-    serve.add_argument("--n-ctx", type=int, help="KV cache cells in all (default: 2048 per "
-                       "sequence with per-sequence, 8192 with unified)")
-    serve.add_argument("--threads", dest="n_threads", type=int, help="CPU threads")
-    serve.add_argument("--max-sequences", type=int, help="sequences decoded together")
-    serve.add_argument("--max-queue", type=int, help="waiting requests before 429")
-    serve.add_argument("--max-num-batched-tokens", type=int,
-                       help="tokens one engine step feeds (default 256)")
-    serve.add_argument(
-        "--prefix-cache", action=argparse.BooleanOptionalAction, default=None,
-        help="reuse KV cells of shared prompt prefixes (default: on, except unified without "
-        "flash attention)",
-    )
-    serve.add_argument("--log-level", help="debug, info, warning, error")
-    add_storage_arguments(serve)
-    serve.add_argument("--redis-url", help="redis://host:port/0: rate-limit counters shared by "
-                       "replicas (default: in this process)")
-    serve.add_argument("--admin-key", help="key for the admin API (/admin/...)")
-    serve.add_argument("--ledger", action=argparse.BooleanOptionalAction, default=None,
-                       help="record every request in the usage ledger (default: on)")
-    serve.add_argument("--log-content", action=argparse.BooleanOptionalAction, default=None,
-                       help="store message contents in the ledger (default: off)")
+    add_settings_arguments(serve)
     add_keys_command(commands)
     add_buckets_command(commands)
     return parser
-
-
-def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path,
-                        help="SQLite database folder (default ~/.local/share/switchboard)")
-    parser.add_argument("--database-url", help="postgresql+asyncpg://user:pass@host/db")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,13 +105,11 @@ def serve(settings: Settings) -> int:
 
 
 def tune_garbage_collector() -> None:
-    """Take the startup's ~150,000 objects (modules, routes, schemas), which live as long as the
+    """Take the objects made at startup (modules, routes, schemas), which live as long as the
     process, out of the cyclic collector's scans, and collect young objects every 10,000
-    allocations instead of 700 so that requests in flight are not promoted to the oldest
-    generation by the hundred. Measured on a 2-core VM, 32 connections saturating the gateway
-    (in front of nginx, with and without stored keys): GC took 0.8–1.3 s of every 8 s of load
-    (full collections of ~100 ms each) and takes 0.01–0.02 s now; p99 latency fell from
-    122–177 ms to 45–63 ms. Throughput rose too, by less than this VM's run-to-run noise."""
+    allocations instead of 700, so that requests in flight are not promoted to the oldest
+    generation by the hundred and full collections (which scan everything) stay rare under load.
+    Its effect on tail latency is on the docs' Performance page."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)

@@ -34,22 +34,38 @@ class Settings(BaseSettings):
 
     host: str | None = Field(
         default=None,
-        description="Interface to bind; 127.0.0.1 when no API key is set, else 0.0.0.0.",
+        description="Interface to bind.",
+        json_schema_extra={"default_text": "127.0.0.1 without keys, else 0.0.0.0"},
     )
-    port: int = Field(default=8000, ge=0, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
     model: Path | None = Field(
-        default=None, description="A GGUF file to serve instead of the embedded default model."
+        default=None, description="A GGUF file to serve instead of the embedded default model.",
+        json_schema_extra={"default_text": "the embedded SmolLM2-135M-Instruct"},
     )
     model_id: str | None = Field(
-        default=None, description="Public id of --model (default: the file name without .gguf)."
+        default=None, description="Public id of the served model.",
+        json_schema_extra={
+            "default_text": "smollm2-135m-instruct, else the file name without .gguf"
+        },
     )
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
-        description="Accepted API keys; comma-separated in SWITCHBOARD_API_KEYS. None = open.",
+        description="Accepted API keys (simple keys without limits); comma-separated in the "
+        "environment. With no key of any kind the server is open and binds 127.0.0.1 only.",
+        json_schema_extra={"flag": "--api-key"},
     )
-    root_path: str = Field(default="", description="Base path every route is mounted under.")
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
+    root_path: str = Field(
+        default="", description="Base path every route is mounted under, e.g. /Telkom-LLM/0.0.4."
+    )
+    ssl_certfile: Path | None = Field(
+        default=None, description="TLS certificate (PEM); serves HTTPS with ssl_keyfile."
+    )
+    ssl_keyfile: Path | None = Field(default=None, description="TLS private key (PEM).")
+    max_request_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, le=2**40,
+        description="Largest JSON request body accepted, in bytes; larger ones get a 413 "
+        "request_too_large.",
+    )
     config: Path | None = Field(default=None, description="YAML config file.")
 
     # Engine
@@ -59,11 +75,15 @@ class Settings(BaseSettings):
     )
     flash_attn: bool | None = Field(
         default=None,
-        description="llama.cpp flash attention (logprobs shift ~0.1); default: on only with the "
-        "unified KV layout and q8_0 weights, where it skips other sequences' cells.",
+        description="llama.cpp flash attention; it skips other sequences' cells in a unified "
+        "pool, and shifts logprobs slightly.",
+        json_schema_extra={"default_text": "on only with kv_layout unified and q8_0 weights"},
     )
     cache_dir: Path = Field(
-        default_factory=_default_cache_dir, description="Where converted weights are kept."
+        default_factory=_default_cache_dir, description="Where converted weights are kept.",
+        json_schema_extra={
+            "default_text": "$XDG_CACHE_HOME/switchboard or ~/.cache/switchboard"
+        },
     )
     kv_layout: Literal["per-sequence", "unified"] = Field(
         default="per-sequence",
@@ -72,39 +92,53 @@ class Settings(BaseSettings):
     )
     n_ctx: int | None = Field(
         default=None, ge=256,
-        description="KV cells in all; default 2,048 per sequence (per-sequence), 8,192 (unified).",
+        description="KV cells in all (per-sequence: each request's context is n_ctx / "
+        "max_sequences).",
+        json_schema_extra={"default_text": "per-sequence: 2048 × max_sequences; unified: 8192"},
     )
-    n_threads: int | None = Field(default=None, ge=1, description="CPU threads (default: cores).")
+    n_threads: int | None = Field(
+        default=None, ge=1, description="CPU threads.",
+        json_schema_extra={"flag": "--threads", "default_text": "all cores"},
+    )
     max_sequences: int = Field(default=16, ge=1, le=128, description="Sequences decoded together.")
     max_queue: int = Field(default=256, ge=1, description="Requests waiting before 429.")
     max_num_batched_tokens: int = Field(
         default=256, ge=16, le=512,
-        description="Tokens one engine step feeds (one per decoding sequence, the rest for prompt "
-        "chunks): bounds how long running streams wait while prompts are read.",
+        description="Tokens one engine step feeds, 16-512 (one per decoding sequence, the rest "
+        "for prompt chunks): bounds how long running streams wait while prompts are read.",
     )
     prefix_cache: bool | None = Field(
         default=None,
-        description="Keep finished sequences' KV cells to reuse shared prompt prefixes; default: "
-        "on, except in a unified pool without flash attention (outputs would shift).",
+        description="Keep finished sequences' KV cells to reuse shared prompt prefixes.",
+        json_schema_extra={"default_text": "on, except unified without flash attention"},
     )
     default_max_tokens: int | None = Field(
-        default=None, ge=1, description="Completion cap when a request sets none (context rest)."
+        default=None, ge=1, description="Completion cap when a request sets none.",
+        json_schema_extra={"default_text": "the rest of the context"},
     )
-    log_level: str = "info"
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
 
     # Governance: keys, limits, usage ledger
     data_dir: Path = Field(
         default_factory=_default_data_dir,
-        description="Where the SQLite database lives (when no --database-url is given).",
+        description="Where the SQLite database lives (when no database_url is given).",
+        json_schema_extra={
+            "default_text": "$XDG_DATA_HOME/switchboard or ~/.local/share/switchboard"
+        },
     )
     database_url: SecretStr | None = Field(
-        default=None, description="e.g. postgresql+asyncpg://user:pass@host/db (default: SQLite)."
+        default=None, description="A database instead of SQLite, e.g. "
+        "postgresql+asyncpg://user:pass@host/db.",
+        json_schema_extra={"default_text": "SQLite in data_dir"},
     )
     redis_url: SecretStr | None = Field(
-        default=None, description="Keep rate-limit counters in Redis, shared by replicas."
+        default=None, description="Keep rate-limit counters in Redis (redis://host:6379/0), "
+        "shared by replicas.",
+        json_schema_extra={"default_text": "counters in the process"},
     )
     admin_key: SecretStr | None = Field(
-        default=None, description="Key for the admin API (/admin/…); also a key without limits."
+        default=None, description="Key for the admin API (/admin/…); also a key without limits.",
+        json_schema_extra={"default_text": "none: admin API off"},
     )
     ledger: bool = Field(default=True, description="Record every request in the usage ledger.")
     log_content: bool = Field(
@@ -116,7 +150,11 @@ class Settings(BaseSettings):
     ledger_flush_s: float = Field(default=0.5, gt=0, description="Ledger write interval.")
 
     # Gateway: the config file's top-level `secrets`, `deployments` and `models`.
-    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    gateway: GatewayConfig = Field(
+        default_factory=GatewayConfig,
+        description="The config file's top-level secrets, deployments and models (see Gateway).",
+        json_schema_extra={"flag": False, "default_text": "the server's own model"},
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -151,7 +189,7 @@ class Settings(BaseSettings):
     def use_flash_attn(self) -> bool:
         """Only a unified pool gains from llama.cpp's CPU flash attention (it skips other
         sequences' cells); with a stream per sequence it is slower, the more so the longer the
-        context (README, *Flash attention*)."""
+        context (docs: Serving and the engine, *Flash attention*)."""
         if self.flash_attn is not None:
             return self.flash_attn
         return self.kv_layout == "unified" and self.weights != "original"
