@@ -146,7 +146,7 @@ class LlamaModel:
         cparams.n_threads_batch = n_threads
         cparams.kv_unified = unified_kv
         # CPU flash attention skips masked cells (faster in a unified pool, slower with streams)
-        # and shifts logprobs by ~0.1 on SmolLM2; callers choose (Settings.use_flash_attn).
+        # and shifts logprobs slightly; callers choose (Settings.use_flash_attn).
         cparams.flash_attn_type = 1 if flash_attn else 0
         cparams.no_perf = True
         self._ctx = llama_cpp.llama_init_from_model(self._model, cparams)
@@ -262,11 +262,11 @@ class LlamaModel:
         """Give ``dst_seq`` the first ``n_tokens`` cells of ``src_seq``.
 
         In a unified pool the cells are shared, not copied. With a stream per sequence llama.cpp
-        copies only whole streams, at the next ``decode`` (~8 ms for 2,048 cells of SmolLM2-135M
-        on two cores, whatever the source holds), so a source holding at most a quarter of its
-        stream is copied cell by cell now instead, through llama.cpp's sequence state (~1 ms for
-        27 cells; ``bench/decode_step.py --copies``); either way the copy is cut back to
-        ``n_tokens`` cells.
+        copies only whole streams, at the next ``decode`` (its cost grows with the stream's size,
+        whatever the source holds), so a source holding at most a quarter of its stream is
+        copied cell by cell now instead, through llama.cpp's sequence state (which costs what
+        the source holds; ``bench/decode_step.py --copies`` compares the two); either way the
+        copy is cut back to ``n_tokens`` cells.
         """
         if self.unified_kv:
             llama_cpp.llama_memory_seq_cp(self._memory, src_seq, dst_seq, 0, n_tokens)

@@ -38,9 +38,10 @@ from dataclasses import dataclass
 from switchboard.engine.sequence import Sequence, SequenceStatus
 
 MIN_DEFER_GAIN = 32  # wait for another sequence's prefill only if it saves this many tokens
-MIN_STREAM_COPY = 16  # copy cells into a stream (up to ~8 ms) only to skip reading this many
-# With streams llama.cpp splits a pass at each gap in the ids (~16-25 ms per extra split on the
-# VM); a throwaway token in each id of a gap this short (~5 ms each) keeps the pass whole.
+MIN_STREAM_COPY = 16  # copy cells into a stream (not free) only to skip reading this many
+# With streams llama.cpp splits a pass at each gap in the ids, and each extra split costs more
+# than a throwaway token in each id of a gap this short, which keeps the pass whole (docs,
+# Performance: "Holes in the ids").
 MAX_GAP_FILL = 2
 
 

@@ -1,7 +1,7 @@
 """Weight format: serve a GGUF as shipped, or requantized once into a cache directory.
 
-On this CPU class Q8_0 decodes ~30 % faster than the shipped Q4_1 at batch 16 and prefills ~2x
-faster, at the same perplexity (README, "Weight format"). Conversion runs llama.cpp's own
+Q8_0 decodes many sequences faster than the shipped Q4_1 and reads prompts faster, at the same
+perplexity (docs, Performance: "Weight format"). Conversion runs llama.cpp's own
 quantizer the first time a model is loaded, shows progress, and is reused afterwards.
 """
 

@@ -121,14 +121,15 @@ class UsageRepository:
     async def insert_many(self, rows: list[Row]) -> None:
         """One driver-level statement for the batch: compiled once per dialect, with the values
         converted here (JSON with orjson), skipping SQLAlchemy's per-row bind processing, which
-        cost the ledger ~17 µs a row on the event loop (now 3–6).
+        cost the ledger several times more event-loop time per row.
 
         PostgreSQL gets an ``executemany``. SQLite gets the whole batch as one JSON array that
         it unpacks itself (``json_each``): Python's sqlite3 takes the GIL back for every row of
         an ``executemany``, and while the event loop keeps the GIL busy each row waits out a
-        thread switch (5 ms), so 500 rows took 1.2–4.6 s and the ledger fell behind under load
-        (measured; 20–32 ms this way). ``json_extract`` rather than ``->>``: SQLite before 3.38
-        has only the former."""
+        thread switch (Python's switch interval), so a large batch took seconds and the ledger
+        fell behind under load; one statement hands the GIL over once per batch (docs,
+        Performance: ``bench/ledger_soak.py``). ``json_extract`` rather than ``->>``: SQLite
+        before 3.38 has only the former."""
         if not rows:
             return
         try:
