@@ -1,11 +1,16 @@
-"""Helpers shared by the benchmarks: start a server, stream one request and time it, run a
-measurement in a fresh process."""
+"""Helpers shared by the benchmarks: the command line every script shares (``--json``), start a
+server, stream one request and time it, run a measurement in a fresh process.
+
+The scripts import Switchboard as an installed package (``pip install -e .``) and these helpers
+from their own folder, so they run from any working directory."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -14,13 +19,76 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
 T = TypeVar("T")
 
 EOG_BAN = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens
+Result = dict[str, Any]
+
+
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The script's parser, with the ``--json`` flag every benchmark takes."""
+    parser = argparse.ArgumentParser(
+        description=(doc or "").strip().splitlines()[0] if doc else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--json", action="store_true",
+        help="print the result as one JSON object on stdout (the tables go to stderr)",
+    )
+    return parser
+
+
+def run_benchmark(parser: argparse.ArgumentParser,
+                  measure: Callable[[argparse.Namespace], Result]) -> None:
+    """Parse the command line and run ``measure``, which prints its tables and returns its
+    figures. With ``--json`` everything printed goes to stderr (child processes' output too)
+    and stdout gets one object: the benchmark, its command, the machine and the result."""
+    args = parser.parse_args()
+    if not args.json:
+        measure(args)
+        return
+    sys.stdout.flush()
+    stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        result = measure(args)
+    finally:
+        sys.stdout.flush()
+        os.dup2(stdout, 1)
+        os.close(stdout)
+    report = {
+        "benchmark": Path(sys.argv[0]).stem,
+        "command": " ".join(["python", f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
+        "machine": machine(),
+        "result": result,
+    }
+    print(json.dumps(report, default=str))
+
+
+def machine() -> dict[str, Any]:
+    """What the figures depend on: the CPU, its cores, the OS and the versions that compute."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for package in ("switchboard", "llama-cpp-python", "numpy"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "system": platform.platform(),
+            "python": platform.python_version(), **versions}
 
 
 def free_port() -> int:
@@ -109,8 +177,8 @@ def stream_once(base: str, body: dict) -> Timing:
 
 
 def isolated(fn: Callable[..., T], *args: object) -> T:
-    """Run one measurement in a fresh process. Measured: once one llama.cpp context has computed
-    on one thread, another computing on a second thread decodes ~30 % slower, as slow as with
+    """Run one measurement in a fresh process: once one llama.cpp context has computed on one
+    thread, another computing on a second thread decodes markedly slower, as slow as with
     ``OMP_WAIT_POLICY=passive``. Likely cause: each thread gets its own OpenMP team, and with more
     OpenMP threads than cores libgomp stops spin-waiting. (The server runs every forward pass on
     its one engine thread.)"""

@@ -29,9 +29,7 @@ from contextlib import AbstractContextManager
 
 import httpx
 
-from common import EOG_BAN, free_port, launched, switchboard
-
-sys.path.insert(0, "src")
+from common import EOG_BAN, Result, bench_parser, free_port, launched, run_benchmark, switchboard
 from switchboard.engine.embedded import embedded_model_path
 from switchboard.engine.kernel_probe import extra_buffers_run
 
@@ -135,8 +133,9 @@ async def level(
     }
 
 
-def run(name: str, base: str, levels: list[int], tokens: int, rounds: int) -> dict[int, float]:
-    """Print one table row per level; return output tok/s per level."""
+def run(name: str, base: str, levels: list[int], tokens: int,
+        rounds: int) -> dict[int, dict[str, float]]:
+    """Print one table row per level; return each level's median round."""
     asyncio.run(level(base, 1, 8))  # warm-up
     rates = {}
     for clients in levels:
@@ -146,12 +145,12 @@ def run(name: str, base: str, levels: list[int], tokens: int, rounds: int) -> di
             f"| {name} | {clients} | {r['tok_s']:.1f} | {r['ttft_p50'] * 1000:.0f} ms | "
             f"{r['itl_p50'] * 1000:.1f} ms | {r['itl_p99'] * 1000:.1f} ms |", flush=True,
         )
-        rates[clients] = r["tok_s"]
+        rates[clients] = r
     return rates
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = bench_parser(__doc__)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--only", choices=["switchboard", "llama-cpp-python"])
@@ -161,10 +160,13 @@ def main() -> None:
     parser.add_argument(
         "--serve-args", default="", help='extra switchboard flags, e.g. "--weights original"'
     )
-    args = parser.parse_args()
+    run_benchmark(parser, measure)
+
+
+def measure(args: argparse.Namespace) -> Result:
     print("| server | clients | output tok/s | TTFT p50 | ITL p50 | ITL p99 |")
     print("|---|---|---|---|---|---|")
-    rates: dict[str, dict[int, float]] = {}
+    rates: dict[str, dict[int, dict[str, float]]] = {}
     if args.only != "llama-cpp-python":
         with switchboard("--threads", "2", *shlex.split(args.serve_args)) as (base, _):
             rates["switchboard"] = run("switchboard", base, args.levels, args.tokens, args.rounds)
@@ -179,8 +181,11 @@ def main() -> None:
     ours = rates.get("switchboard")
     for name, theirs in rates.items():
         if ours and name != "switchboard":
-            ratios = ", ".join(f"{ours[c] / theirs[c]:.1f}x at {c}" for c in args.levels)
+            ratios = ", ".join(f"{ours[c]['tok_s'] / theirs[c]['tok_s']:.1f}x at {c}"
+                               for c in args.levels)
             print(f"switchboard vs {name}: {ratios}")
+    return {"servers": {name: {str(c): r for c, r in levels.items()}
+                        for name, levels in rates.items()}}
 
 
 if __name__ == "__main__":

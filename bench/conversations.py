@@ -20,7 +20,7 @@ import time
 
 import httpx
 
-from common import EOG_BAN, switchboard
+from common import EOG_BAN, Result, bench_parser, run_benchmark, switchboard
 
 MODEL = "smollm2-135m-instruct"
 TOPICS = ["dragons", "the sea", "trains", "volcanoes", "bees", "chess", "rain", "glaciers",
@@ -62,30 +62,38 @@ async def conversation(base: str, index: int, turns: int, tokens: int) -> list[t
     return results
 
 
-async def run(base: str, clients: int, turns: int, tokens: int) -> None:
+async def run(base: str, clients: int, turns: int, tokens: int) -> Result:
     started = time.monotonic()
     runs = await asyncio.gather(*(conversation(base, i, turns, tokens) for i in range(clients)))
     elapsed = time.monotonic() - started
     print("| turn | TTFT p50 | prompt tokens from the cache |")
     print("|---|---|---|")
+    per_turn = []
     for t in range(turns):
         ttfts = [r[t][0] for r in runs]
         prompt = sum(r[t][1] for r in runs)
         cached = sum(r[t][2] for r in runs)
         print(f"| {t + 1} | {statistics.median(ttfts) * 1000:,.0f} ms | "
               f"{cached:,} of {prompt:,} ({cached / prompt:.0%}) |")
-    print(f"output: {clients * turns * tokens / elapsed:.1f} tok/s over {elapsed:.0f} s")
+        per_turn.append({"turn": t + 1, "ttft_p50_s": statistics.median(ttfts),
+                         "prompt_tokens": prompt, "cached_tokens": cached})
+    tok_s = clients * turns * tokens / elapsed
+    print(f"output: {tok_s:.1f} tok/s over {elapsed:.0f} s")
+    return {"output_tok_s": tok_s, "elapsed_s": elapsed, "turns": per_turn}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = bench_parser(__doc__)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--serve-args", default="", help="extra `switchboard serve` arguments")
-    args = parser.parse_args()
+    run_benchmark(parser, measure)
+
+
+def measure(args: argparse.Namespace) -> Result:
     with switchboard("--threads", "2", *shlex.split(args.serve_args)) as (base, _):
-        asyncio.run(run(base, args.clients, args.turns, args.tokens))
+        return asyncio.run(run(base, args.clients, args.turns, args.tokens))
 
 
 if __name__ == "__main__":

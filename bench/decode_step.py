@@ -21,14 +21,13 @@ import argparse
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import llama_cpp
 import numpy as np
 
-sys.path.insert(0, "src")
+from common import Result, bench_parser, run_benchmark
 from switchboard.engine import LlamaModel
 from switchboard.engine.embedded import embedded_model_path
 from switchboard.engine.weights import prepare_weights
@@ -101,30 +100,40 @@ def copies_ms(model: LlamaModel, rng: np.random.Generator, whole_stream: bool) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--sequences", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--llama-batched-bench", metavar="BINARY")
     parser.add_argument("--copies", action="store_true", help="time prefix copies instead")
-    args = parser.parse_args()
+    run_benchmark(parser, measure)
+
+
+def measure(args: argparse.Namespace) -> Result:
     path = prepare_weights(embedded_model_path(), "q8_0", Path.home() / ".cache" / "switchboard",
                            threads=2)
     model = LlamaModel(path, n_ctx=2048 * max(args.sequences, 9),
                        n_seq_max=max(args.sequences, 9), n_threads=2, unified_kv=False)
     rng = np.random.default_rng(0)
+    rounds: list[dict[str, float]] = []
     for r in range(1, args.rounds + 1):
         if args.copies:
             cells, whole = copies_ms(model, rng, False), copies_ms(model, rng, True)
             print(f"round {r}: 8 copies of 27 cells: {cells:.1f} ms cell by cell, "
                   f"{whole:.1f} ms as whole streams", flush=True)
+            rounds.append({"copies_cell_by_cell_ms": cells, "copies_whole_streams_ms": whole})
             continue
+        ours = engine_step_ms(model, args.sequences, rng)
         line = f"round {r}: {args.sequences} sequences, Switchboard's LlamaModel " \
-               f"{engine_step_ms(model, args.sequences, rng):.1f} ms a step"
+               f"{ours:.1f} ms a step"
+        figures = {"llamamodel_step_ms": ours}
         if args.llama_batched_bench:
             theirs = llama_cpp_step_ms(args.llama_batched_bench, path, args.sequences)
             line += f", llama-batched-bench {theirs:.1f} ms"
+            figures["llama_batched_bench_step_ms"] = theirs
         print(line, flush=True)
+        rounds.append(figures)
     model.close()
+    return {"sequences": args.sequences, "rounds": rounds}
 
 
 if __name__ == "__main__":

@@ -13,14 +13,19 @@ import time
 
 import aiohttp
 
+from common import Result, bench_parser, run_benchmark
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+
+def main() -> None:
+    parser = bench_parser(__doc__)
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--key")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=640)
-    args = parser.parse_args()
+    run_benchmark(parser, lambda args: asyncio.run(measure(args)))
+
+
+async def measure(args: argparse.Namespace) -> Result:
     headers = {"authorization": f"Bearer {args.key}"} if args.key else {}
     latencies: list[float] = []
     counter = iter(range(args.requests))
@@ -42,6 +47,8 @@ async def main() -> None:
         elapsed = time.perf_counter() - started
     print(f"{args.clients} clients, {args.requests} requests: {args.requests / elapsed:.0f} "
           f"requests/s, p50 {statistics.median(latencies) * 1000:.1f} ms")
+    return {"clients": args.clients, "requests": args.requests,
+            "requests_per_s": args.requests / elapsed, "p50_s": statistics.median(latencies)}
 
 
 async def client_warmup(http: aiohttp.ClientSession, url: str) -> None:
@@ -50,4 +57,4 @@ async def client_warmup(http: aiohttp.ClientSession, url: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

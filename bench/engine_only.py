@@ -11,7 +11,6 @@ sampling, detokenizing) takes.
 from __future__ import annotations
 
 import argparse
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, "src")
+from common import Result, bench_parser, run_benchmark
 from switchboard.engine import (
     Engine,
     EngineConfig,
@@ -94,23 +93,31 @@ def rounds_of(path: Path, sequences: int, rounds: int, flash_attn: bool = True,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = bench_parser(__doc__)
     parser.add_argument("--sequences", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--weights", choices=["q8_0", "original"], default="q8_0")
     parser.add_argument("--kv-layout", choices=["per-sequence", "unified"],
                         default="per-sequence")
-    args = parser.parse_args()
+    run_benchmark(parser, measure)
+
+
+def measure(args: argparse.Namespace) -> Result:
     path = prepare_weights(
         embedded_model_path(), args.weights, Path.home() / ".cache" / "switchboard", threads=2
     )
     streams = args.kv_layout == "per-sequence"
     flash_attn = not streams and args.weights == "q8_0"  # the server's defaults
     results = rounds_of(path, args.sequences, args.rounds, flash_attn=flash_attn, streams=streams)
+    rounds = []
     for r, result in enumerate(results):
         print(f"round {r + 1}: {result.tok_s:.1f} tok/s with {args.sequences} sequences; "
               f"llama_decode {100 * result.decode_s / result.wall_s:.0f} % of the time, "
               f"Python {result.python_ms_per_pass:.2f} ms per forward pass", flush=True)
+        rounds.append({"tok_s": result.tok_s, "llama_decode_share": result.decode_s / result.wall_s,
+                       "python_ms_per_pass": result.python_ms_per_pass})
+    return {"sequences": args.sequences, "weights": args.weights, "kv_layout": args.kv_layout,
+            "rounds": rounds}
 
 
 if __name__ == "__main__":

@@ -5,14 +5,13 @@ stream of 12 events); ``wrk`` is the client. Both proxies run one process, with 
 measured in the same run. Needs Debian's ``nginx-light`` and ``wrk``; ``--litellm`` installs
 ``litellm[proxy]`` into a cached virtualenv on first use.
 
-    python bench/gateway.py --litellm            # the README's table
+    python bench/gateway.py --litellm            # the Performance page's table
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -22,8 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import free_port, launched
+from common import Result, bench_parser, free_port, launched, run_benchmark
 
 KEY = "sk-bench-0123456789"
 LITELLM_VENV = Path.home() / ".cache" / "switchboard-bench" / "litellm"
@@ -188,10 +186,13 @@ def litellm_server(tmp: Path, upstream: str) -> Callable[[int], list[str]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--litellm", action="store_true", help="also measure LiteLLM's proxy")
-    args = parser.parse_args()
+    run_benchmark(parser, measure)
+
+
+def measure(args: argparse.Namespace) -> Result:
     rows = []
     with static_upstream("sb-gw-bench-") as (tmp, upstream):
         servers = {"Switchboard": switchboard_server(tmp, upstream)}
@@ -216,8 +217,8 @@ def main() -> None:
         errors = c32["errors"] + c1["errors"] + streamed["errors"]
         print(f"| {name} | {c32['rps']:,.0f} ({c32['p50_ms']:.1f} ms) | {c1['rps']:,.0f} "
               f"({c1['p50_ms']:.2f} ms, +{added:.2f} ms) | {streamed['rps']:,.0f} | {errors} |")
-    if os.environ.get("BENCH_JSON"):
-        print(json.dumps({name: {"c32": a, "c1": b, "stream": c} for name, a, b, c in rows}))
+    return {"nginx_direct_p50_ms": direct["p50_ms"],
+            "proxies": {name: {"c32": a, "c1": b, "stream": c} for name, a, b, c in rows}}
 
 
 if __name__ == "__main__":

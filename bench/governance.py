@@ -7,7 +7,7 @@ well the limit checks batch) and how busy the server's event-loop thread was whe
 the spread between rounds of one setup is the VM's noise).
 
 The upstream is nginx answering a fixed completion (as in ``bench/gateway.py``); ``wrk`` is the
-client. PostgreSQL and Redis are throwaway servers from Debian's packages (``tests/services.py``).
+client. PostgreSQL and Redis are throwaway servers from Debian's packages (``bench/services.py``).
 
     python bench/governance.py
 """
@@ -26,12 +26,17 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
-from tests.services import postgres_server, redis_server  # noqa: E402
-
-from common import free_port, launched, listener_pid, main_thread_cpu_s  # noqa: E402
-from gateway import KEY, static_upstream, wrk  # noqa: E402
+from common import (
+    Result,
+    bench_parser,
+    free_port,
+    launched,
+    listener_pid,
+    main_thread_cpu_s,
+    run_benchmark,
+)
+from gateway import KEY, static_upstream, wrk
+from services import postgres_server, redis_server
 
 ADMIN = "sb-bench-admin-0123456789"
 
@@ -58,8 +63,8 @@ def script_calls(redis_url: str | None) -> int:
     return sum(v["calls"] for k, v in stats.items() if k.startswith("cmdstat_evalsha"))
 
 
-def measure(name: str, args: list[str], tmp: Path, seconds: int, governed: bool,
-            paced_rate: float, redis_url: str | None = None) -> dict:
+def measure_setup(name: str, args: list[str], tmp: Path, seconds: int, governed: bool,
+                  paced_rate: float, redis_url: str | None = None) -> dict:
     port = free_port()
     command = [sys.executable, "-m", "switchboard", "serve", "--port", str(port),
                "--log-level", "warning", "--admin-key", ADMIN, *args]
@@ -166,12 +171,15 @@ async def limit_check(url: str, checks: int = 3000) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--paced-rate", type=float, default=500,
                         help="requests/s offered by 32 paced connections (below saturation)")
-    args = parser.parse_args()
+    run_benchmark(parser, measure)
+
+
+def measure(args: argparse.Namespace) -> Result:
     runs: dict[str, list[dict]] = {}
     with (static_upstream("sb-gov-bench-") as (tmp, upstream), postgres_server() as pg,
           redis_server() as redis):
@@ -188,7 +196,7 @@ def main() -> None:
         ]
         for _ in range(args.rounds):  # alternated, so drift on a shared machine hits all
             for name, setup, governed, redis_url in setups:
-                runs.setdefault(name, []).append(measure(
+                runs.setdefault(name, []).append(measure_setup(
                     name, setup, tmp, args.seconds, governed, args.paced_rate, redis_url))
         writes = {(name, batch): asyncio.run(ledger_rate(url, batch))
                   for name, url in (("SQLite", f"sqlite:///{tmp / 'ledger.db'}"),
@@ -234,6 +242,13 @@ def main() -> None:
         busy = f"{busy_rate:,.0f}" if busy_rate is not None else "-"
         print(f"| {name} | {batch:,} | {rate:,.0f} | {cpu_us:.1f} µs | {busy} |")
     print(f"\nRedis limit check: p50 {check[0]:.0f} µs, client CPU {check[1]:.0f} µs per request")
+    return {
+        "rounds": runs,
+        "ledger_writes": [{"database": name, "batch": batch, "rows_per_s": rate,
+                           "cpu_us_per_row": cpu_us, "rows_per_s_gil_busy": busy_rate}
+                          for (name, batch), (rate, cpu_us, busy_rate) in writes.items()],
+        "redis_limit_check": {"p50_us": check[0], "client_cpu_us": check[1]},
+    }
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@ client each, sequential and 32 concurrent, from one asyncio process (as the gate
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -17,8 +17,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-sys.path.insert(0, str(Path(__file__).parent))
-from common import free_port
+from common import Result, bench_parser, free_port, run_benchmark
 from gateway import body, nginx_conf
 
 N = 4000
@@ -34,7 +33,11 @@ async def run(send: Callable[[], Awaitable[object]], concurrency: int) -> float:
     return N / (time.perf_counter() - started)
 
 
-async def main() -> None:
+def main() -> None:
+    run_benchmark(bench_parser(__doc__), lambda args: asyncio.run(measure(args)))
+
+
+async def measure(args: argparse.Namespace) -> Result:
     tmp = Path(tempfile.mkdtemp(prefix="sb-client-bench-"))
     port = free_port()
     nginx = subprocess.Popen(["nginx", "-c", str(nginx_conf(tmp, port))])
@@ -60,7 +63,12 @@ async def main() -> None:
     print("| client | req/s sequential | req/s 32 concurrent |\n|---|---|---|")
     print(f"| aiohttp {aiohttp.__version__} | {a1:,.0f} | {a32:,.0f} |")
     print(f"| httpx {httpx.__version__} | {h1:,.0f} | {h32:,.0f} |")
+    return {"requests": N,
+            "aiohttp": {"version": aiohttp.__version__, "sequential_per_s": a1,
+                        "concurrent_32_per_s": a32},
+            "httpx": {"version": httpx.__version__, "sequential_per_s": h1,
+                      "concurrent_32_per_s": h32}}
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -16,14 +16,12 @@ attention. Times are the best of 3 x 15 steps.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, "src")
-from common import isolated
+from common import Result, bench_parser, isolated, run_benchmark
 from switchboard.engine import LlamaModel
 from switchboard.engine.embedded import embedded_model_path
 from switchboard.engine.weights import prepare_weights
@@ -51,7 +49,7 @@ def step_ms(model: LlamaModel, batch: int, at: int) -> float:
     return 1000 * best
 
 
-def foreign_cells(path: Path) -> None:
+def foreign_cells(path: Path) -> Result:
     model = LlamaModel(path, 8192, 18, 2, flash_attn=True)
     started = time.perf_counter()
     for seq in range(16):
@@ -71,6 +69,9 @@ def foreign_cells(path: Path) -> None:
     per_cell = [(rows[-1][i] - rows[0][i]) * 1000 / 5000 / batch for i, batch in enumerate((1, 16))]
     print(f"each other cell: {per_cell[0]:.2f} µs per decoded token with 1 sequence decoding, "
           f"{per_cell[1]:.2f} µs with 16")
+    return {"step_ms_by_other_cells": {str(extra): {"1": one, "16": many}
+                                       for extra, (one, many) in zip((0, 2000, 5000), rows)},
+            "other_cell_us_per_token": {"1": per_cell[0], "16": per_cell[1]}}
 
 
 def streams(path: Path, unified: bool) -> float:
@@ -105,19 +106,24 @@ CONTEXTS = (128, 512, 1024, 1536)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = bench_parser(__doc__)
     parser.add_argument("--weights", choices=["q8_0", "original"], default="q8_0")
-    args = parser.parse_args()
+    run_benchmark(parser, measure)
+
+
+def measure(args: argparse.Namespace) -> Result:
     path = prepare_weights(
         embedded_model_path(), args.weights, Path.home() / ".cache" / "switchboard", threads=2
     )
     print("Part 1: 16 sequences of 150 tokens, plus cells of another sequence")
-    foreign_cells(path)
+    result: Result = {"part1": foreign_cells(path), "part2": [], "part3": {}}
     print("\nPart 2: 16 sequences of 150 tokens decoding, per step")
     for unified in (True, False, True, False):
         ms = isolated(streams, path, unified)
         name = "one unified pool" if unified else "a stream per sequence"
         print(f"{name}: {ms:.1f} ms", flush=True)
+        result["part2"].append({"layout": "unified" if unified else "per-sequence",
+                                "step_ms": ms})
     print("\nPart 3: a stream per sequence, ms per decode step by context (1 / 16 sequences)")
     print("| flash attention | " + " | ".join(f"{c} tokens" for c in CONTEXTS)
           + " | prefill to 1536, ms per token |")
@@ -126,6 +132,12 @@ def main() -> None:
         rows, prefill = isolated(flash_attention_by_context, path, flash_attn)
         cells = " | ".join(f"{one:.1f} / {many:.0f}" for one, many in rows)
         print(f"| {'on' if flash_attn else 'off'} | {cells} | {prefill:.2f} |", flush=True)
+        result["part3"]["flash_attn_on" if flash_attn else "flash_attn_off"] = {
+            "step_ms_by_context": {str(c): {"1": one, "16": many}
+                                   for c, (one, many) in zip(CONTEXTS, rows)},
+            "prefill_ms_per_token": prefill,
+        }
+    return result
 
 if __name__ == "__main__":
     main()

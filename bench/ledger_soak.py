@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from common import free_port, launched, listener_pid
+from common import Result, bench_parser, free_port, launched, listener_pid, run_benchmark
 from gateway import KEY, static_upstream, wrk
 from governance import ADMIN, config
 
@@ -37,11 +37,15 @@ def ledger_rows(base: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--database-url", help="the ledger's database (default: SQLite)")
-    args = parser.parse_args()
+    run_benchmark(parser, measure)
+
+
+def measure(args: argparse.Namespace) -> Result:
+    rounds = []
     with static_upstream("sb-ledger-soak-") as (tmp, upstream):
         store = (["--database-url", args.database_url] if args.database_url
                  else ["--data-dir", str(tmp / "data")])
@@ -58,8 +62,12 @@ def main() -> None:
             for r in range(args.rounds):
                 result = wrk(url, "bench", 32, args.seconds, False, tmp, KEY)
                 sent += result["requests"] + 32  # + those in flight when wrk stopped
-                print(f"| {r + 1} | {result['rps']:,.0f} | {rss_mb(pid)} MB | "
-                      f"{sent - ledger_rows(base):,} |", flush=True)
+                rss, behind = rss_mb(pid), sent - ledger_rows(base)
+                print(f"| {r + 1} | {result['rps']:,.0f} | {rss} MB | {behind:,} |", flush=True)
+                rounds.append({"round": r + 1, "rps": result["rps"], "server_rss_mb": rss,
+                               "requests_not_in_ledger": behind})
+    return {"rounds": rounds}
+
 
 if __name__ == "__main__":
     main()

@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import ast
 import math
-import sys
 import sysconfig
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, "src")
+from common import Result, bench_parser, run_benchmark
 from switchboard.engine.embedded import embedded_model_path
 from switchboard.engine.model import LlamaModel
 from switchboard.engine.sampler import log_softmax
@@ -59,10 +58,14 @@ def perplexity(model: LlamaModel, tokens: list[int], chunks: int, ctx: int) -> f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = bench_parser(__doc__)
     parser.add_argument("--chunks", type=int, default=20)
     parser.add_argument("--ctx", type=int, default=512)
-    args = parser.parse_args()
+    run_benchmark(parser, measure)
+
+
+def measure(args: argparse.Namespace) -> Result:
+    result: Result = {"chunks": args.chunks, "ctx": args.ctx, "perplexity": {}}
     source = embedded_model_path()
     cache = Path.home() / ".cache" / "switchboard"
     text = corpus()
@@ -73,7 +76,9 @@ def main() -> None:
         ppl = perplexity(model, tokens, args.chunks, args.ctx)
         print(f"{name:9} ({path.name}): perplexity {ppl:.3f} "
               f"over {args.chunks} x {args.ctx} tokens")
+        result["perplexity"][name] = ppl
         model.close()
+    return result
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from common import stream_once, switchboard
+from common import Result, bench_parser, run_benchmark, stream_once, switchboard
 
 SYSTEM = "You are the support assistant of a telecom company. " + " ".join(
     f"Rule {i}: answer politely, cite the tariff sheet, and never promise refunds."
@@ -17,9 +17,13 @@ SYSTEM = "You are the support assistant of a telecom company. " + " ".join(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = bench_parser(__doc__)
     parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+    run_benchmark(parser, measure)
+
+
+def measure(args: argparse.Namespace) -> Result:
+    result: Result = {}
     for flag in ("--no-prefix-cache", "--prefix-cache"):
         with switchboard(flag) as (base, _):
             ttfts = []
@@ -35,6 +39,9 @@ def main() -> None:
             repeat = statistics.median(ttfts[1:])
             print(f"{flag:18} first TTFT {ttfts[0] * 1000:6.0f} ms, "
                   f"repeated-prefix TTFT p50 {repeat * 1000:6.0f} ms")
+            result[flag.removeprefix("--")] = {"first_ttft_s": ttfts[0],
+                                               "repeated_prefix_ttft_p50_s": repeat}
+    return result
 
 
 if __name__ == "__main__":

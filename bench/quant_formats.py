@@ -17,13 +17,12 @@ from pathlib import Path
 
 import llama_cpp
 
-sys.path[:0] = ["src", "bench"]
-from common import isolated  # noqa: E402
-from engine_only import rounds_of  # noqa: E402
-from perplexity import corpus, perplexity  # noqa: E402
-from switchboard.engine import LlamaModel  # noqa: E402
-from switchboard.engine import model as model_module  # noqa: E402
-from switchboard.engine.embedded import embedded_model_path  # noqa: E402
+from common import Result, bench_parser, isolated, run_benchmark
+from engine_only import rounds_of
+from perplexity import corpus, perplexity
+from switchboard.engine import LlamaModel
+from switchboard.engine import model as model_module
+from switchboard.engine.embedded import embedded_model_path
 
 CACHE = Path.home() / ".cache" / "switchboard" / "formats"
 
@@ -59,10 +58,14 @@ def quality(path: Path, text: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = bench_parser(__doc__)
     parser.add_argument("formats", nargs="*",
                         default=["original", "Q8_0", "Q6_K", "Q4_K_M", "IQ4_NL", "Q4_0"])
-    args = parser.parse_args()
+    run_benchmark(parser, measure)
+
+
+def measure(args: argparse.Namespace) -> Result:
+    formats = []
     source = embedded_model_path()
     text = corpus()
     print("| format | size | perplexity | decode tok/s, 16 sequences | 1 sequence |")
@@ -73,6 +76,9 @@ def main() -> None:
         batch, single = isolated(decode_rate, path, 16), isolated(decode_rate, path, 1)
         print(f"| {name} | {path.stat().st_size / 1e6:.1f} MB | {ppl:.3f} | {batch:.0f} | "
               f"{single:.0f} |", flush=True)
+        formats.append({"format": name, "size_mb": path.stat().st_size / 1e6, "perplexity": ppl,
+                        "decode_tok_s_16": batch, "decode_tok_s_1": single})
+    return {"formats": formats}
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ time for a 1 MB text file, in-process (no HTTP), on SQLite or on the PostgreSQL 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import text as sql
 
+from common import Result, bench_parser, run_benchmark
 from switchboard.governance.keys import Principal
 from switchboard.persistence import Database, database_url
 from switchboard.persistence.buckets import BucketRepository
@@ -28,7 +28,7 @@ from switchboard.retrieval.service import EmbeddingService
 CHUNKS = 100_000
 
 
-async def main(url: str | None) -> None:
+async def measure(url: str | None) -> Result:
     db = Database(database_url(url, Path(tempfile.mkdtemp())))
     await db.open()
     print(f"{db.describe()}: vectors searched "
@@ -57,7 +57,8 @@ async def main(url: str | None) -> None:
             for i, v in enumerate(vectors)]
     started = time.perf_counter()
     await service.repo.replace_chunks("doc_big", bucket["id"], rows)
-    print(f"{CHUNKS:,} chunks stored in one transaction: {time.perf_counter() - started:.1f} s")
+    stored_s = time.perf_counter() - started
+    print(f"{CHUNKS:,} chunks stored in one transaction: {stored_s:.1f} s")
     if db.pgvector:  # what autovacuum would have done by the time anyone searches
         async with db.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -87,12 +88,22 @@ async def main(url: str | None) -> None:
     docs = await service.repo.documents((await service.find(admin, "megabyte"))["id"])
     print(f"1 MB text file to searchable: {elapsed:.1f} s ({docs[0]['chunks']:,} chunks of "
           f"200 tokens, overlap 40: {docs[0]['chunks'] / elapsed:.1f} chunks/s)")
+    result = {"database": db.describe(), "pgvector": db.pgvector, "chunks": CHUNKS,
+              "stored_s": stored_s, "first_search_s": first,
+              "search_p50_s": statistics.median(times),
+              "search_p95_s": sorted(times)[int(len(times) * 0.95)],
+              "megabyte_searchable_s": elapsed, "megabyte_chunks": docs[0]["chunks"]}
     await service.close()
     await db.close()
+    return result
+
+
+def main() -> None:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--database-url", help="an empty database (default: SQLite in a temporary "
+                        "folder)")
+    run_benchmark(parser, lambda args: asyncio.run(measure(args.database_url)))
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", help="an empty database (default: SQLite in a temporary "
-                        "folder)")
-    asyncio.run(main(parser.parse_args().database_url))
+    main()

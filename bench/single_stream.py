@@ -12,15 +12,18 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from common import EOG_BAN, stream_once, switchboard
+from common import EOG_BAN, Result, bench_parser, run_benchmark, stream_once, switchboard
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = bench_parser(__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("serve_args", nargs="*")
-    args = parser.parse_args()
+    run_benchmark(parser, measure)
+
+
+def measure(args: argparse.Namespace) -> Result:
     with switchboard(*args.serve_args) as (base, ready):
         print(f"time to ready (process start -> /health 200): {ready:.2f} s")
         body = {
@@ -35,6 +38,8 @@ def main() -> None:
             f"single stream, {args.max_tokens} tokens x {args.runs}: {rate:.1f} output tok/s "
             f"(median, TTFT included), TTFT p50 {ttft * 1000:.0f} ms"
         )
+    return {"time_to_ready_s": ready, "max_tokens": args.max_tokens, "runs": args.runs,
+            "output_tok_s": rate, "ttft_p50_s": ttft}
 
 
 if __name__ == "__main__":

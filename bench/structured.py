@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from common import switchboard
+from common import Result, bench_parser, run_benchmark, switchboard
 from concurrency import level
 
 SCHEMA = {
@@ -23,9 +23,13 @@ SCHEMA = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = bench_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    run_benchmark(parser, measure)
+
+
+def measure(args: argparse.Namespace) -> Result:
+    medians = []
     print("| clients | kind | output tok/s | ITL p50 | ITL p99 |")
     print("|---|---|---|---|---|")
     with switchboard("--threads", "2") as (base, _):
@@ -40,6 +44,8 @@ def main() -> None:
                 r = sorted(results, key=lambda x: x["tok_s"])[len(results) // 2]
                 print(f"| {clients} | {kind} | {r['tok_s']:.1f} | {r['itl_p50'] * 1000:.1f} ms | "
                       f"{r['itl_p99'] * 1000:.1f} ms |", flush=True)
+                medians.append({"clients": clients, "kind": kind, **r})
+    return {"rounds": args.rounds, "median_rounds": medians}
 
 
 if __name__ == "__main__":
