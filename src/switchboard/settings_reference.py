@@ -12,6 +12,13 @@ A field's description, type and default come from its ``Field``; two optional ke
 
 ``python -m switchboard.settings_reference`` rewrites the table in the page; a test fails when
 the page and the model disagree.
+
+Why a small generator rather than pydantic-settings' own CLI source: the command stays one
+argparse parser with its ``keys`` and ``buckets`` subcommands; the flags keep their names and
+forms (``--api-key`` repeated, ``--threads``, ``--no-ledger``); precedence stays where it is
+(``load_settings``: flag, environment, config file, default), whereas the CLI source is a
+settings source of its own that would have to be reconciled with the config-file layer; and the
+nested gateway config, which belongs in the file, would not become flags.
 """
 
 from __future__ import annotations
