@@ -148,6 +148,19 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="How long a stored key's lookup is cached (revocation lag)."
     )
     ledger_flush_s: float = Field(default=0.5, gt=0, description="Ledger write interval.")
+    ledger_sync: bool = Field(
+        default=False,
+        description="Write each request's ledger row before its response ends (non-streamed: "
+        "before the body is sent; streamed: before data: [DONE]), so a crash loses no row. "
+        "Off: rows are written in batches every ledger_flush_s, and a kill -9 loses at most "
+        "the rows of the last interval.",
+    )
+    reserve_output_tokens: int = Field(
+        default=4096, ge=1,
+        description="Output tokens held against a key's tpm and budget while a request runs "
+        "that sets no max_tokens on an upstream model (a local model holds the rest of its "
+        "context); the request's actual usage replaces it when it ends.",
+    )
 
     # Gateway: the config file's top-level `secrets`, `deployments` and `models`.
     gateway: GatewayConfig = Field(

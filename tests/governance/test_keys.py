@@ -61,8 +61,8 @@ class FakeRepo:
         await asyncio.sleep(self.delay_s)
         return self.rows.get(prefix)
 
-    async def count_active(self) -> int:
-        return len(self.rows)
+    async def any_ever(self) -> bool:
+        return bool(self.rows)
 
 
 def test_ring_caches_lookups_and_misses() -> None:
@@ -117,4 +117,23 @@ def test_ring_requests_that_miss_together_share_one_lookup() -> None:
         await reading
         await ring.authenticate([secret])
         assert repo.lookups == 4  # the stale answer was not cached
+    asyncio.run(go())
+
+
+def test_ring_stays_closed_once_a_key_was_stored() -> None:
+    """A server that has had a stored key never turns open again, not even once every key is
+    revoked: openness is decided by configuration and by whether a key ever existed."""
+    secret = new_secret()
+    row = {"id": "key_3", "name": "n", "prefix": secret[:PREFIX_LEN],
+           "secret_hash": hash_key(secret), "created_at": datetime.now(UTC),
+           "revoked_at": datetime.now(UTC)}
+    repo = FakeRepo({})
+    ring = KeyRing(repo, [], None, ttl_s=0)  # type: ignore[arg-type]
+
+    async def go() -> None:
+        assert await ring.is_open()  # no key given, none stored: open
+        repo.rows[row["prefix"]] = row  # a key is stored (here already revoked)
+        assert not await ring.is_open()
+        repo.rows.clear()  # even a store that no longer lists it does not reopen the server
+        assert not await ring.is_open()
     asyncio.run(go())

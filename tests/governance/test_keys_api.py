@@ -81,6 +81,24 @@ def test_admin_api_needs_the_admin_key(governed: RunningServer, admin: Admin) ->
     assert past.status_code == 422 and "revoke" in past.json()["error"]["message"]
 
 
+def test_out_of_range_key_fields_are_4xx(governed: RunningServer, admin: Admin) -> None:
+    """Durations past any date, integers past 64 bits: 422 in the API's error format (they were
+    500s: an overflowing date, a JSON integer no database stores)."""
+    created = admin.create_key(name="ranges")
+    for spec in ({"expires_at": "99999999d"}, {"budget_period": "99999999d"},
+                 {"budget_period": "1e20d"}, {"expires_at": "1e20d"},
+                 {"budget_period": "9" * 400 + "d"}, {"expires_at": "9999-12-31T23:59:59-14:00"},
+                 {"metadata": {"n": 2**64}}, {"metadata": {"n": [-(2**70)]}},
+                 {"rpm": 2**64}, {"max_parallel": 2**100}, {"budget_usd": 2**1100}):
+        r = admin.http.post("/admin/keys", json={"name": "x", **spec})
+        assert r.status_code in (400, 422), (spec, r.text)  # 400: refused as the body is read
+        assert set(r.json()["error"]) >= {"message", "type", "param", "code"}
+        patched = admin.http.patch(f"/admin/keys/{created['id']}", json=spec)
+        assert patched.status_code in (400, 422), (spec, patched.text)
+    fine = admin.create_key(name="in range", metadata={"n": 2**63 - 1}, budget_period="36500d")
+    assert fine["metadata"] == {"n": 2**63 - 1}
+
+
 def test_sdk_auth_errors(governed: RunningServer) -> None:
     with pytest.raises(openai.AuthenticationError) as err:
         sdk(governed, "sk-sb-notAKeyAtAll000000000000000000000000000").chat.completions.create(

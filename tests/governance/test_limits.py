@@ -311,3 +311,49 @@ def test_redis_call_sent_again_after_its_reply_was_lost_counts_nothing_twice(
         assert third.requests.remaining == 7  # r1, r2 and r3
         await store.close()
     run(go())
+
+
+def test_budget_holds_each_running_requests_worst_case(
+    make_store: Callable[[], LimitStore],
+) -> None:
+    """Requests admitted together each hold their worst-case cost: on a $1 budget with a $0.40
+    worst case, only three run at once (spent 0 + held 0.8 < 1 lets the third in); settling
+    replaces a hold by the actual cost, and the spend counter ends within one worst case."""
+    async def go() -> None:
+        store = make_store()
+        spend = Spend("k:held", 1.0, 3600)
+        await store.seed_spend(spend, 0.0)
+        verdicts = await asyncio.gather(*(store.admit(f"r{i}", [], None, spend, 0, 0.40)
+                                          for i in range(10)))
+        assert [v.allowed for v in verdicts] == [True] * 3 + [False] * 7
+        refused = verdicts[3]
+        assert refused.reason == "budget" and refused.retry_after_s <= 1
+        assert refused.spent_usd == 0.0 and refused.reserved_usd == pytest.approx(1.2)
+        for i in range(3):  # each cost less than its worst case
+            await store.settle([], 0, None, spend, 0.30, f"r{i}")
+        assert (await store.admit("r3", [], None, spend, 0, 0.40)).allowed  # 0.9 < 1
+        held = await store.admit("r4", [], None, spend, 0, 0.40)
+        assert not held.allowed and held.spent_usd == pytest.approx(0.9)
+        assert held.reserved_usd == pytest.approx(0.4)
+        await store.settle([], 0, None, spend, 0.35, "r3")  # spent 1.25: over by < 0.40
+        over = await store.admit("r5", [], None, spend, 0, 0.40)
+        assert not over.allowed and over.spent_usd == pytest.approx(1.25)
+        assert over.reserved_usd == 0.0 and over.retry_after_s > 1
+        await store.close()
+    run(go())
+
+
+def test_tpm_holds_each_running_requests_estimate(make_store: Callable[[], LimitStore]) -> None:
+    async def go() -> None:
+        store = make_store()
+        scope = [Scope("k:held-tokens", tpm=100)]
+        verdicts = await asyncio.gather(*(store.admit(f"r{i}", scope, None, None, 40)
+                                          for i in range(5)))
+        assert [v.allowed for v in verdicts] == [True] * 3 + [False] * 2
+        assert verdicts[3].reason == "tokens" and verdicts[3].tokens.remaining == 0
+        for i in range(3):  # each used 10 tokens: the holds are replaced by 30 in all
+            await store.settle(scope, 10, None, None, 0.0, f"r{i}")
+        again = await store.admit("r-next", scope, None, None, 40)
+        assert again.allowed and again.tokens.remaining == 70
+        await store.close()
+    run(go())

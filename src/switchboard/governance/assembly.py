@@ -63,6 +63,7 @@ def build_governance(settings: Settings, model_limits: ModelLimits | None = None
         else MemoryLimitStore()
     )
     ledger = UsageLedger(usage, settings.ledger_flush_s) if settings.ledger else None
-    governor = Governor(ring, limits, ledger, model_limits, settings.log_content, usage)
+    governor = Governor(ring, limits, ledger, model_limits, settings.log_content, usage,
+                        settings.ledger_sync)
     return Governance(database, governor, KeyRegistry(keys_repo, ring), usage,
                       admin_enabled=settings.admin_key is not None)

@@ -6,6 +6,10 @@
 3. ``Admission.finish(outcome)`` once the answer is complete (or failed, or cancelled): the tokens
    and cost are counted against the limits and one ledger row is buffered.
 
+While a request runs it holds its worst case (tokens and cost, from the caller's ``reserve``)
+against the key's tpm limits and budget, so that requests arriving together cannot overshoot a
+limit by more than one request's worst case; ``finish`` replaces it by what was used.
+
 Nothing here waits on the database on the hot path: keys are cached, counters are in memory or one
 Redis round trip, and ledger rows are written in batches.
 """
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 LIFETIME_TTL_S = 7 * 86400
 SCALAR_PARAMS = (int, float, bool, str)
 ModelLimits = Callable[[str], tuple[int | None, int | None]]  # public model -> (rpm, tpm)
+WorstCase = Callable[[], tuple[int, float]]  # a request's most tokens and cost (USD)
 
 
 class GovernanceError(Exception):
@@ -78,6 +83,8 @@ class Admission:
     parallel: str | None = None
     spend: Spend | None = None
     member: str = ""  # this admission in the counters
+    reserved_tokens: int = 0  # held against the tpm limits until it settles
+    reserved_usd: float = 0.0  # held against the budget until it settles
     headers: dict[str, str] = field(default_factory=dict)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
     done: bool = False
@@ -99,6 +106,7 @@ class Governor:
         model_limits: ModelLimits | None = None,
         log_content: bool = False,
         usage: UsageRepository | None = None,
+        ledger_sync: bool = False,
     ) -> None:
         self.keys = keys
         self.limits = limits
@@ -109,6 +117,7 @@ class Governor:
         self._admissions = itertools.count()
         self._model_limits = model_limits or (lambda _name: (None, None))
         self.log_content = log_content
+        self.ledger_sync = ledger_sync  # finish waits until the row is stored
 
     # -- 1. who --------------------------------------------------------------------------------
 
@@ -147,8 +156,10 @@ class Governor:
         session_id: str | None = None,
         stream: bool = False,
         body: dict[str, Any] | None = None,
+        reserve: WorstCase | None = None,
     ) -> Admission:
-        """``model``: the public model name; ``names``: all it goes by (aliases too)."""
+        """``model``: the public model name; ``names``: all it goes by (aliases too);
+        ``reserve``: the request's worst case, asked only when a tpm limit or budget applies."""
         admission = Admission(
             self, principal, model, endpoint, request_id or uuid.uuid4().hex, session_id, stream,
             _parameters(body), (body or {}).get("messages") if self.log_content else None,
@@ -167,16 +178,21 @@ class Governor:
         if not admission.scopes and admission.parallel is None and admission.spend is None:
             return admission
         parallel = (admission.parallel, key.max_parallel) if key and key.max_parallel else None
+        if reserve is not None and (admission.spend is not None
+                                    or any(s.tpm is not None for s in admission.scopes)):
+            admission.reserved_tokens, admission.reserved_usd = reserve()
         # a member unique to this admission (clients choose their x-request-id)
         member = admission.member = f"{self._instance}{next(self._admissions)}"
         try:
             verdict = await self.limits.admit(member, admission.scopes, parallel,
-                                              admission.spend)
+                                              admission.spend, admission.reserved_tokens,
+                                              admission.reserved_usd)
             if (verdict.reason == "spend_unknown" and key is not None
                     and admission.spend is not None):
                 await self._seed_spend(key, admission.spend)
                 verdict = await self.limits.admit(member, admission.scopes, parallel,
-                                                  admission.spend)
+                                                  admission.spend, admission.reserved_tokens,
+                                                  admission.reserved_usd)
         except LimitStoreUnavailable as exc:
             log.error("rate-limit counters unavailable: %s", exc)
             raise self._refused(admission, GovernanceError(
@@ -235,9 +251,17 @@ class Governor:
         if verdict.reason == "budget" and key is not None:
             _, end = key.budget_window(datetime.now(UTC))
             until = f" until {end:%Y-%m-%d %H:%M} UTC" if end else ""
+            spent = verdict.spent_usd or 0.0
+            if spent < (key.budget_usd or 0.0):  # the rest is held by requests in progress
+                return GovernanceError(
+                    429, f"This key's budget is taken up by requests in progress: it has spent "
+                    f"${spent:.4f} of its ${key.budget_usd:.4f} budget and "
+                    f"${verdict.reserved_usd:.4f} more may be spent by requests still running "
+                    "(each holds its worst-case cost); please try again when they finish.",
+                    "insufficient_quota", "insufficient_quota", headers=headers)
             return GovernanceError(
                 429, f"You exceeded your current quota: this key has spent "
-                f"${verdict.spent_usd or 0:.4f} of its ${key.budget_usd:.4f} budget{until}.",
+                f"${spent:.4f} of its ${key.budget_usd:.4f} budget{until}.",
                 "insufficient_quota", "insufficient_quota", headers=headers)
         if verdict.reason == "parallel" and key is not None:
             return GovernanceError(
@@ -261,16 +285,18 @@ class Governor:
             # in memory, or queued for the next Redis call: never a round trip of its own
             await self.limits.settle(admission.scopes, tokens, admission.parallel,
                                      admission.spend, cost, admission.member)
-        self._record(admission, outcome)
+        row = self._record(admission, outcome)
+        if row is not None and self.ledger is not None and self.ledger_sync:
+            await self.ledger.written_through(row)
 
-    def _record(self, admission: Admission, outcome: Outcome) -> None:
+    def _record(self, admission: Admission, outcome: Outcome) -> dict[str, Any] | None:
         if self.ledger is None:
-            return
+            return None
         metrics = outcome.metrics or {}
         content = None
         if self.log_content:
             content = {"messages": admission.messages, "output": outcome.output}
-        self.ledger.record({
+        row = {
             "request_id": admission.request_id,
             "created_at": admission.started,
             "day": admission.started.isoformat()[:10],
@@ -293,7 +319,9 @@ class Governor:
             "metrics": metrics or None,
             "parameters": admission.parameters,
             "content": content,
-        })
+        }
+        self.ledger.record(row)
+        return row
 
     async def close(self) -> None:
         if self.ledger is not None:

@@ -28,6 +28,7 @@ PREFIX_LEN = len(KEY_PREFIX) + 8
 _ALPHABET = string.ascii_letters + string.digits
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION = timedelta(days=36500)  # ~100 years: every date it leads to stays representable
 
 
 def hash_key(key: str) -> str:
@@ -39,11 +40,14 @@ def new_secret() -> str:
 
 
 def parse_duration(text: str) -> timedelta:
-    """``30s``, ``15m``, ``12h``, ``1d``, ``30d``, ``2w``."""
+    """``30s``, ``15m``, ``12h``, ``1d``, ``30d``, ``2w``; at most ``MAX_DURATION``."""
     match = _DURATION.match(text.strip())
     if match is None:
         raise ValueError(f"{text!r} is not a duration like 1h, 1d, 30d or 2w")
-    duration = timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{text!r} is too long: a duration is at most {MAX_DURATION.days}d")
+    duration = timedelta(seconds=seconds)
     if duration.total_seconds() <= 0:
         raise ValueError(f"{text!r} is no time at all: a duration must be positive")
     return duration
@@ -52,13 +56,11 @@ def parse_duration(text: str) -> timedelta:
 def parse_expiry(text: str, now: datetime | None = None) -> datetime:
     """An ISO date/time (UTC when no zone is given) or a duration from now (``30d``)."""
     now = now or datetime.now(UTC)
-    try:
+    if _DURATION.match(text.strip()):
         return now + parse_duration(text)
-    except ValueError:
-        pass
     try:
         when = datetime.fromisoformat(text.strip())
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise ValueError(f"{text!r} is neither a date (2027-01-31) nor a duration (30d)") from exc
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
@@ -137,7 +139,10 @@ class ApiKey:
         creation; no period = one window for the key's whole life."""
         if not self.budget_period:
             return None, None
-        period = parse_duration(self.budget_period)
+        try:
+            period = parse_duration(self.budget_period)
+        except ValueError:  # stored before periods were capped: longer than any key's life
+            return None, None
         elapsed = (now - self.created_at) // period
         start = self.created_at + elapsed * period
         return start, start + period
@@ -171,26 +176,29 @@ class KeyRing:
         self._ttl = ttl_s
         self._cache: dict[str, tuple[float, ApiKey | None, str | None]] = {}
         self._loading: dict[str, asyncio.Future[tuple[ApiKey | None, str | None]]] = {}
-        self._stored_keys = 0
-        self._counted_at = -1e9
+        self._closed = bool(self._static or self._admin)
+        self._checked_at = -1e9
 
     async def is_open(self) -> bool:
-        """No key of any kind exists: the server accepts anyone (it binds loopback then)."""
-        if self._static or self._admin:
+        """Whether the server accepts requests without a key: only while it was given no key
+        (``--api-key``, ``--admin-key``) and no key was ever stored. Once a stored key has
+        existed the server stays closed for good, even after its last key is revoked or has
+        expired: a governed server never silently turns into an open one."""
+        if self._closed:
             return False
         if self._repo is None:
             return True
         now = time.monotonic()
-        if now - self._counted_at > self._ttl:
-            self._stored_keys = await self._repo.count_active()
-            self._counted_at = now
-        return self._stored_keys == 0
+        if now - self._checked_at > self._ttl:
+            self._closed = await self._repo.any_ever()
+            self._checked_at = now
+        return not self._closed
 
     def forget(self, prefix: str) -> None:
         """Drop a cached lookup (after this process created, changed or revoked the key)."""
         self._cache.pop(prefix, None)
         self._loading.pop(prefix, None)  # a read in flight may predate the change
-        self._counted_at = -1e9
+        self._checked_at = -1e9
 
     async def authenticate(self, presented: list[str]) -> Principal | None:
         for candidate in presented:

@@ -6,6 +6,13 @@ Redis so that replicas together enforce one exact limit.
 ``admit`` checks every scope (a key; a key on one model) in one step and, when all pass, counts
 the request; ``settle`` adds the tokens a finished request used and its cost. Requests are exact
 (a list of admission times); tokens use one-second buckets.
+
+An admitted request also holds a reservation until it settles: its worst-case tokens against each
+tpm limit and its worst-case cost against the budget. A request is admitted while what is used
+plus what is held stays under the limit, so requests that arrive together cannot all pass a check
+that none of them has counted yet: the overshoot stays within one request's worst case. ``settle``
+replaces the reservation by what the request used. A reservation never settled (a crashed
+replica's) lapses after ``STALE_S``.
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 WINDOW_S = 60.0
+STALE_S = 600.0  # a request still running after 10 minutes is a crashed replica's
 
 
 class LimitStoreUnavailable(RuntimeError):
@@ -56,11 +64,15 @@ class Verdict:
     requests: Window | None = None
     tokens: Window | None = None
     spent_usd: float | None = None
+    reserved_usd: float = 0.0  # held by requests in progress
 
 
 class LimitStore(Protocol):
     async def admit(self, member: str, scopes: list[Scope], parallel: tuple[str, int] | None,
-                    spend: Spend | None) -> Verdict: ...
+                    spend: Spend | None, reserve_tokens: int = 0,
+                    reserve_usd: float = 0.0) -> Verdict:
+        """``reserve_*``: held against the tpm limits and the budget until ``settle``."""
+        ...
 
     async def settle(self, scopes: list[Scope], tokens: int, parallel: str | None,
                      spend: Spend | None, cost_usd: float, member: str = "") -> None: ...
@@ -80,6 +92,7 @@ class _Counters:
     admitted: deque[float] = field(default_factory=deque)
     tokens: deque[tuple[float, int]] = field(default_factory=deque)
     token_sum: int = 0
+    reserved: dict[str, tuple[float, int]] = field(default_factory=dict)  # member: (at, tokens)
 
     def trim(self, now: float) -> None:
         cutoff = now - WINDOW_S
@@ -96,9 +109,11 @@ class MemoryLimitStore:
         self._counters: dict[str, _Counters] = {}
         self._parallel: dict[str, int] = {}
         self._spend: dict[str, float] = {}
+        self._spend_reserved: dict[str, dict[str, tuple[float, float]]] = {}
 
     async def admit(self, member: str, scopes: list[Scope], parallel: tuple[str, int] | None,
-                    spend: Spend | None) -> Verdict:
+                    spend: Spend | None, reserve_tokens: int = 0,
+                    reserve_usd: float = 0.0) -> Verdict:
         now = time.time()
         verdict = Verdict(True)
         for scope in scopes:
@@ -112,7 +127,7 @@ class MemoryLimitStore:
                 if used >= scope.rpm and verdict.allowed:
                     verdict = _deny(verdict, "requests", reset)
             if scope.tpm is not None:
-                used = counters.token_sum
+                used = counters.token_sum + int(_held(counters.reserved, now))
                 reset = counters.tokens[0][0] + WINDOW_S - now if counters.tokens else 0.0
                 verdict.tokens = tightest(verdict.tokens,
                                            Window(scope.tpm, max(0, scope.tpm - used), reset))
@@ -127,8 +142,10 @@ class MemoryLimitStore:
             if spent is None:
                 return _deny(verdict, "spend_unknown", 0.0)
             verdict.spent_usd = spent
-            if spent >= spend.budget_usd:
-                verdict = _deny(verdict, "budget", float(spend.ttl_s))
+            verdict.reserved_usd = _held(self._spend_reserved.setdefault(spend.name, {}), now)
+            if spent + verdict.reserved_usd >= spend.budget_usd:
+                retry = 1.0 if spent < spend.budget_usd else float(spend.ttl_s)
+                verdict = _deny(verdict, "budget", retry)
         if not verdict.allowed:
             if verdict.requests is not None:
                 verdict.requests.remaining = max(0, verdict.requests.remaining + 1)
@@ -136,6 +153,10 @@ class MemoryLimitStore:
         for scope in scopes:
             if scope.rpm is not None:
                 self._counters[scope.name].admitted.append(now)
+            if scope.tpm is not None and reserve_tokens > 0:
+                self._counters[scope.name].reserved[member] = (now, reserve_tokens)
+        if spend is not None and reserve_usd > 0:
+            self._spend_reserved[spend.name][member] = (now, reserve_usd)
         if parallel is not None:
             self._parallel[parallel[0]] = self._parallel.get(parallel[0], 0) + 1
         return verdict
@@ -143,12 +164,15 @@ class MemoryLimitStore:
     async def settle(self, scopes: list[Scope], tokens: int, parallel: str | None,
                      spend: Spend | None, cost_usd: float, member: str = "") -> None:
         now = time.time()
-        if tokens > 0:
-            for scope in scopes:
-                if scope.tpm is not None:
-                    counters = self._counters.setdefault(scope.name, _Counters())
+        for scope in scopes:
+            if scope.tpm is not None:
+                counters = self._counters.setdefault(scope.name, _Counters())
+                counters.reserved.pop(member, None)
+                if tokens > 0:
                     counters.tokens.append((now, tokens))
                     counters.token_sum += tokens
+        if spend is not None:
+            self._spend_reserved.get(spend.name, {}).pop(member, None)
         if parallel is not None:
             self._parallel[parallel] = max(0, self._parallel.get(parallel, 0) - 1)
         if spend is not None and cost_usd and spend.name in self._spend:
@@ -159,6 +183,14 @@ class MemoryLimitStore:
 
     async def close(self) -> None:
         return None
+
+
+def _held(reserved: dict[str, tuple[float, float]] | dict[str, tuple[float, int]],
+          now: float) -> float:
+    """What the reservations in progress hold (dropping those older than ``STALE_S``)."""
+    for member in [m for m, (at, _) in reserved.items() if at <= now - STALE_S]:
+        del reserved[member]
+    return sum(amount for _, amount in reserved.values())
 
 
 def _deny(verdict: Verdict, reason: str, retry_after_s: float) -> Verdict:

@@ -45,13 +45,16 @@ MAX_BATCH = 256  # admissions per call; more wait for the next one
 # KEYS[1], ARGV[1]: this store's last-call key and the call's id (a call sent again after a
 # dropped connection gets the reply it got the first time, and changes nothing twice).
 # ARGV[2], ARGV[3], ARGV[4]: the settled requests' ARGV and KEYS counts, the number of
-# admissions. Then each settled request (KEYS: its token hashes, i.e. its scopes with a tpm
-# limit; its running-requests zset; its spend key. ARGV: tokens, number of token keys, member
-# ('' = none running), cost), then each admission (KEYS: per scope its requests zset and tokens
-# hash, then running-requests zset, spend key. ARGV: member, number of scopes, per scope rpm and
-# tpm (0 = none), parallel limit (0 = none), budget ('' = none)). Returns one reply per
-# admission: deny reason ('' = admitted), retry after (ms), spend, then per scope requests used,
-# their reset (ms), tokens used, their reset (ms).
+# admissions. Then each settled request (KEYS: per scope with a tpm limit its tokens hash and its
+# reservations hash; its running-requests zset; its spend key; its spend reservations hash.
+# ARGV: tokens, number of tpm scopes, member, cost), then each admission (KEYS: per scope its
+# requests zset, tokens hash and token reservations hash, then running-requests zset, spend key,
+# spend reservations hash. ARGV: member, number of scopes, per scope rpm and tpm (0 = none),
+# parallel limit (0 = none), budget ('' = none), tokens and cost to reserve). Returns one reply
+# per admission: deny reason ('' = admitted), retry after (ms), spend, spend reserved, then per
+# scope requests used, their reset (ms), tokens used (reserved included), their reset (ms).
+# A reservation is a hash field (the admission's member) holding "amount:ms since epoch"; one
+# older than ``stale`` is a crashed replica's and is dropped.
 _SCRIPT = """
 local last = redis.call('GET', KEYS[1])
 if last then
@@ -65,21 +68,41 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = 60000
 local stale = 600000  -- a request still "running" after 10 minutes is a crashed replica's
 
+local function held(h)
+  local fields = redis.call('HGETALL', h)
+  local sum = 0
+  for j = 1, #fields, 2 do
+    local v = fields[j + 1]
+    local sep = string.find(v, ':', 1, true)
+    if tonumber(string.sub(v, sep + 1)) <= now - stale then
+      redis.call('HDEL', h, fields[j])
+    else
+      sum = sum + tonumber(string.sub(v, 1, sep - 1))
+    end
+  end
+  return sum
+end
+
 local function settle(k, a, a_end)
   while a < a_end do
     local tokens, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
     local member, cost = ARGV[a + 2], tonumber(ARGV[a + 3])
-    if tokens > 0 then
-      for i = k, k + n - 1 do
-        redis.call('HINCRBY', KEYS[i], t[1], tokens)
-        redis.call('EXPIRE', KEYS[i], 120)
+    for i = 0, n - 1 do
+      if tokens > 0 then
+        redis.call('HINCRBY', KEYS[k + 2 * i], t[1], tokens)
+        redis.call('EXPIRE', KEYS[k + 2 * i], 120)
       end
+      if member ~= '' then redis.call('HDEL', KEYS[k + 2 * i + 1], member) end
     end
-    if member ~= '' then redis.call('ZREM', KEYS[k + n], member) end
-    if cost > 0 and redis.call('EXISTS', KEYS[k + n + 1]) == 1 then
-      redis.call('INCRBYFLOAT', KEYS[k + n + 1], ARGV[a + 3])
+    local pk, sk, rk = KEYS[k + 2 * n], KEYS[k + 2 * n + 1], KEYS[k + 2 * n + 2]
+    if member ~= '' then
+      redis.call('ZREM', pk, member)
+      redis.call('HDEL', rk, member)
     end
-    k, a = k + n + 2, a + 4
+    if cost > 0 and redis.call('EXISTS', sk) == 1 then
+      redis.call('INCRBYFLOAT', sk, ARGV[a + 3])
+    end
+    k, a = k + 2 * n + 3, a + 4
   end
 end
 
@@ -88,7 +111,7 @@ local function admit(k, a)
   local deny, retry = '', 0
   local out = {}
   for i = 1, n do
-    local rk, tk = KEYS[k + 2 * i - 2], KEYS[k + 2 * i - 1]
+    local rk, tk, hk = KEYS[k + 3 * i - 3], KEYS[k + 3 * i - 2], KEYS[k + 3 * i - 1]
     local rpm, tpm = tonumber(ARGV[a + 2 * i]), tonumber(ARGV[a + 2 * i + 1])
     local used_r, reset_r, used_t, reset_t = 0, 0, 0, 0
     if rpm > 0 then
@@ -114,39 +137,55 @@ local function admit(k, a)
         end
       end
       if oldest ~= nil then reset_t = (oldest + 1) * 1000 + window - now end
+      used_t = used_t + held(hk)
       if used_t >= tpm and deny == '' then deny, retry = 'tokens', reset_t end
     end
     table.insert(out, used_r); table.insert(out, reset_r)
     table.insert(out, used_t); table.insert(out, reset_t)
   end
-  local pk, sk = KEYS[k + 2 * n], KEYS[k + 2 * n + 1]
+  local pk, sk, sr = KEYS[k + 3 * n], KEYS[k + 3 * n + 1], KEYS[k + 3 * n + 2]
   local plimit, budget = tonumber(ARGV[a + 2 * n + 2]), ARGV[a + 2 * n + 3]
+  local rtokens, rcost = tonumber(ARGV[a + 2 * n + 4]), tonumber(ARGV[a + 2 * n + 5])
   if deny == '' and plimit > 0 then
     redis.call('ZREMRANGEBYSCORE', pk, '-inf', now - stale)
     if redis.call('ZCARD', pk) >= plimit then deny, retry = 'parallel', 1000 end
   end
-  local spent = ''
+  local spent, reserved = '', 0
   if deny == '' and budget ~= '' then
     spent = redis.call('GET', sk)
     if not spent then
       deny, spent = 'spend_unknown', ''
-    elseif tonumber(spent) >= tonumber(budget) then
-      deny, retry = 'budget', redis.call('PTTL', sk)
+    else
+      reserved = held(sr)
+      if tonumber(spent) >= tonumber(budget) then
+        deny, retry = 'budget', redis.call('PTTL', sk)
+      elseif tonumber(spent) + reserved >= tonumber(budget) then
+        deny, retry = 'budget', 1000
+      end
     end
   end
   if deny == '' then
     for i = 1, n do
       if tonumber(ARGV[a + 2 * i]) > 0 then
-        redis.call('ZADD', KEYS[k + 2 * i - 2], now, member)
-        redis.call('PEXPIRE', KEYS[k + 2 * i - 2], window)
+        redis.call('ZADD', KEYS[k + 3 * i - 3], now, member)
+        redis.call('PEXPIRE', KEYS[k + 3 * i - 3], window)
       end
+      if tonumber(ARGV[a + 2 * i + 1]) > 0 and rtokens > 0 then
+        redis.call('HSET', KEYS[k + 3 * i - 1], member, rtokens .. ':' .. now)
+        redis.call('PEXPIRE', KEYS[k + 3 * i - 1], stale)
+      end
+    end
+    if budget ~= '' and rcost > 0 then
+      redis.call('HSET', sr, member, ARGV[a + 2 * n + 5] .. ':' .. now)
+      redis.call('PEXPIRE', sr, stale)
     end
     if plimit > 0 then
       redis.call('ZADD', pk, now, member)
       redis.call('PEXPIRE', pk, stale)
     end
   end
-  return {deny, tostring(retry), tostring(spent), unpack(out)}, k + 2 * n + 2, a + 2 * n + 4
+  return {deny, tostring(retry), tostring(spent), tostring(reserved), unpack(out)},
+    k + 3 * n + 3, a + 2 * n + 6
 end
 
 local S, SK = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -211,15 +250,19 @@ class RedisLimitStore:
         await self._redis.ping()
 
     async def admit(self, member: str, scopes: list[Scope], parallel: tuple[str, int] | None,
-                    spend: Spend | None) -> Verdict:
+                    spend: Spend | None, reserve_tokens: int = 0,
+                    reserve_usd: float = 0.0) -> Verdict:
         keys: list[str] = []
         args: list[str | int] = [member, len(scopes)]
         for scope in scopes:
-            keys += [self._key("req", scope.name), self._key("tok", scope.name)]
+            keys += [self._key("req", scope.name), self._key("tok", scope.name),
+                     self._key("rtok", scope.name)]
             args += [scope.rpm or 0, scope.tpm or 0]
         keys += [self._key("par", parallel[0] if parallel else "-"),
-                 self._key("spend", spend.name if spend else "-")]
-        args += [parallel[1] if parallel else 0, repr(spend.budget_usd) if spend else ""]
+                 self._key("spend", spend.name if spend else "-"),
+                 self._key("rspend", spend.name if spend else "-")]
+        args += [parallel[1] if parallel else 0, repr(spend.budget_usd) if spend else "",
+                 max(0, int(reserve_tokens)), repr(max(0.0, float(reserve_usd)))]
         future = asyncio.get_running_loop().create_future()
         self._admissions.append(
             _Pending(member, keys, args, scopes, parallel[0] if parallel else None, spend, future))
@@ -237,10 +280,12 @@ class RedisLimitStore:
 
     def _queue_settle(self, scopes: list[Scope], tokens: int, parallel: str | None,
                       spend: Spend | None, cost_usd: float, member: str) -> None:
-        token_keys = [self._key("tok", s.name) for s in scopes if s.tpm is not None]
+        token_keys = [k for s in scopes if s.tpm is not None
+                      for k in (self._key("tok", s.name), self._key("rtok", s.name))]
+        spend_name = spend.name if spend else "-"
         self._settled_keys += [*token_keys, self._key("par", parallel or "-"),
-                               self._key("spend", spend.name if spend else "-")]
-        self._settled_args += [tokens, len(token_keys), member if parallel else "",
+                               self._key("spend", spend_name), self._key("rspend", spend_name)]
+        self._settled_args += [tokens, len(token_keys) // 2, member,
                                repr(cost_usd) if spend else "0"]
 
     def _wake(self) -> None:
@@ -330,14 +375,15 @@ class RedisLimitStore:
                 pending.future.set_exception(LimitStoreUnavailable(f"Redis: {exc}"))
 
     def _deliver(self, pending: _Pending, reply: list[bytes | int]) -> None:
-        deny, retry_ms, spent = (v.decode() if isinstance(v, bytes) else str(v)
-                                 for v in reply[:3])
+        deny, retry_ms, spent, reserved = (v.decode() if isinstance(v, bytes) else str(v)
+                                           for v in reply[:4])
         verdict = Verdict(deny == "", deny or None, max(0.0, float(retry_ms) / 1000))
         if spent:
             verdict.spent_usd = float(spent)
+        verdict.reserved_usd = float(reserved)
         if deny == "budget" and pending.spend is not None and verdict.retry_after_s <= 0:
             verdict.retry_after_s = float(pending.spend.ttl_s)
-        counts = [int(v) for v in reply[3:]]
+        counts = [int(v) for v in reply[4:]]
         taken = 1 if verdict.allowed else 0
         for i, scope in enumerate(pending.scopes):
             used_r, reset_r, used_t, reset_t = counts[4 * i: 4 * i + 4]
@@ -350,9 +396,10 @@ class RedisLimitStore:
                     verdict.tokens, Window(scope.tpm, max(0, scope.tpm - used_t), reset_t / 1000))
         if not pending.future.done():
             pending.future.set_result(verdict)
-        elif verdict.allowed and pending.parallel is not None:
-            # its caller left while the call was in flight: free the running slot it took
-            self._queue_settle([], 0, pending.parallel, None, 0.0, pending.member)
+        elif verdict.allowed:
+            # its caller left while the call was in flight: free what it took
+            self._queue_settle(pending.scopes, 0, pending.parallel, pending.spend, 0.0,
+                               pending.member)
             self._wake()
 
     async def flush(self) -> None:

@@ -57,6 +57,12 @@ class KeyRepository:
         async with self._db.engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
+    async def any_ever(self) -> bool:
+        """Whether a key was ever stored (revoked and expired ones count)."""
+        query = select(api_keys.c.id).limit(1)
+        async with self._db.engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None
+
     async def _one(self, query: Any) -> Row | None:
         async with self._db.engine.connect() as conn:
             row = (await conn.execute(query)).mappings().first()

@@ -36,6 +36,10 @@ GROUP_COLUMNS = {"key": requests.c.key_id, "model": requests.c.model, "day": req
 
 log = logging.getLogger(__name__)
 
+MAX_JSON_DEPTH = 64  # a ledger row's JSON (content, parameters, metrics) is kept this deep
+TOO_DEEP = f"[nested deeper than {MAX_JSON_DEPTH} levels: not stored]"
+JSON_COLUMNS = ("content", "metrics", "parameters")
+
 _Insert = tuple[str, Callable[[Row], tuple[Any, ...]], list[tuple[int, str]]]
 
 
@@ -50,10 +54,16 @@ def _kind(type_: Any, sqlite: bool) -> str | None:
     return None
 
 
-def _clean(value: Any) -> Any:
+def _clean(value: Any, depth: int = 0) -> Any:
     """``value`` as every driver and database takes it: text without NUL characters or lone
     surrogates (PostgreSQL refuses the first, UTF-8 the second), integers within 64 bits (else
-    their digits, as text), inside JSON too."""
+    their digits, as text), inside JSON too, and JSON nested at most ``MAX_JSON_DEPTH`` deep
+    (deeper values become ``TOO_DEEP``: orjson and SQLite's JSON functions refuse deep nesting).
+    Anything else JSON cannot hold becomes its ``str``."""
+    if depth > MAX_JSON_DEPTH:
+        return TOO_DEEP
+    if value is None or isinstance(value, float | datetime):
+        return value
     if isinstance(value, str):
         if not value.isascii():
             value = value.encode("utf-8", "replace").decode("utf-8")
@@ -63,10 +73,10 @@ def _clean(value: Any) -> Any:
     if isinstance(value, int):
         return value if -(2**63) <= value < 2**63 else str(value)
     if isinstance(value, dict):
-        return {_clean(str(k)): _clean(v) for k, v in value.items()}
+        return {_clean(str(k)): _clean(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
+        return [_clean(v, depth + 1) for v in value]
+    return _clean(str(value))
 
 
 def _cleaned(row: Row) -> Row:
@@ -77,6 +87,14 @@ def _cleaned(row: Row) -> Row:
         if length and isinstance(value, str):
             out[name] = value[:length]
     return out
+
+
+DROPPED_FIELDS = ("request_id", "created_at", "key_id", "model", "deployment", "status",
+                  "input_tokens", "output_tokens", "cost_usd")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0][:200]
 
 
 def _value(value: Any, kind: str) -> Any:
@@ -140,8 +158,45 @@ class UsageRepository:
             # A client's text (a NUL, a lone surrogate, an overlong session id) or a huge
             # integer must not hold the whole ledger back: write the batch again, cleaned.
             log.warning("usage ledger: batch refused (%s: %s); writing it cleaned",
-                        type(exc).__name__, str(exc).splitlines()[0][:200])
-            await self._insert([_cleaned(row) for row in rows])
+                        type(exc).__name__, _first_line(exc))
+            await self._insert_cleaned(rows)
+
+    async def _insert_cleaned(self, rows: list[Row]) -> None:
+        """The batch cleaned; if that is refused too, row by row, so that a row no database
+        takes is set aside (stored without its JSON, else logged and dropped) and never holds
+        back the rows after it. Only an unreachable database raises (the ledger retries)."""
+        cleaned = [_cleaned(row) for row in rows]
+        try:
+            await self._insert(cleaned)
+            return
+        except Exception as exc:
+            if database_unreachable(exc) or isinstance(exc, OSError | TimeoutError):
+                raise
+            if len(cleaned) == 1:
+                return await self._set_aside(cleaned[0], exc)
+        for row in cleaned:
+            try:
+                await self._insert([row])
+            except Exception as exc:
+                if database_unreachable(exc) or isinstance(exc, OSError | TimeoutError):
+                    raise
+                await self._set_aside(row, exc)
+
+    async def _set_aside(self, row: Row, exc: Exception) -> None:
+        """A row refused even cleaned: stored without its JSON columns (its tokens and cost
+        still count), else dropped with an error naming it."""
+        log.error("usage ledger: row %s refused (%s: %s); storing it without %s",
+                  row.get("request_id"), type(exc).__name__, _first_line(exc),
+                  ", ".join(JSON_COLUMNS))
+        bare = {**row, **dict.fromkeys(JSON_COLUMNS)}
+        try:
+            await self._insert([bare])
+        except Exception as again:
+            if database_unreachable(again) or isinstance(again, OSError | TimeoutError):
+                raise
+            log.error("usage ledger: row dropped: %s (%s: %s)",
+                      {k: row.get(k) for k in DROPPED_FIELDS}, type(again).__name__,
+                      _first_line(again))
 
     async def _insert(self, rows: list[Row]) -> None:
         async with self._db.engine.begin() as conn:

@@ -11,6 +11,7 @@ from switchboard.governance.keys import aware, parse_duration, parse_expiry
 
 INT32 = 2**31 - 1  # the columns' range on every database
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # no control characters (PostgreSQL refuses NUL)
+MAX_JSON_DEPTH = 32  # key metadata nested deeper is refused
 
 
 class ModelLimitSpec(BaseModel):
@@ -39,6 +40,13 @@ class KeyUpdate(BaseModel):
         default=None, description="Expiry: ISO date/time, or a duration from now (30d).")
     metadata: dict[str, Any] | None = None
 
+    @field_validator("metadata")
+    @classmethod
+    def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            _check_json_integers(value)
+        return value
+
     @field_validator("budget_period")
     @classmethod
     def _period(cls, value: str | None) -> str | None:
@@ -57,9 +65,31 @@ class KeyUpdate(BaseModel):
     @classmethod
     def _not_past(cls, value: datetime | None) -> datetime | None:
         value = aware(value)
+        if value is not None:
+            try:
+                value = value.astimezone(UTC)  # how it is stored
+            except OverflowError as exc:
+                raise ValueError("the expiry is past the last representable date") from exc
         if value is not None and value <= datetime.now(UTC):
             raise ValueError("the expiry is in the past (to end a key now, revoke it)")
         return value
+
+
+def _check_json_integers(value: Any, depth: int = 0) -> None:
+    """Raises ``ValueError`` for an integer past 64 bits (no database stores it in JSON) or a
+    value nested deeper than ``MAX_JSON_DEPTH``."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"metadata is nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise ValueError("metadata holds an integer past 64 bits (send it as a string)")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_json_integers(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json_integers(item, depth + 1)
 
 
 class KeyCreate(KeyUpdate):

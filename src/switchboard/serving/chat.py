@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from switchboard.engine import GenerationRequest, SequenceHandle, StepOutput
@@ -55,6 +56,11 @@ class GenerationFailed(RuntimeError):
     """The engine failed mid-generation (reported as a 500-class error)."""
 
 
+# Where ``ChatService.start`` lists the runs it starts, for a caller that must account for them
+# even if its task is cancelled (a client that hangs up is charged for the tokens decoded).
+started_runs: ContextVar[list[ChatRun] | None] = ContextVar("started_runs", default=None)
+
+
 @dataclass
 class ChatRun:
     """The running choices of one request; outputs arrive on ``queue`` as ``(index, output)``."""
@@ -71,16 +77,32 @@ class ChatRun:
     created: int = field(default_factory=now)
     started_at: float = field(default_factory=time.perf_counter)
     first_output_at: float | None = None  # when the first token arrived
+    generated: dict[int, int] = field(default_factory=dict)  # choice -> tokens decoded so far
 
     def cancel(self) -> None:
         for handle in self.handles:
             handle.cancel()
+
+    def _count(self, index: int, out: StepOutput) -> None:
+        self.generated[index] = max(self.generated.get(index, 0), out.completion_tokens)
+
+    def tokens_generated(self) -> int:
+        """Completion tokens decoded so far, every choice together, counting outputs that
+        arrived but were not read (a cancelled run's last ones)."""
+        while True:
+            try:
+                index, out = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            self._count(index, out)
+        return sum(self.generated.values())
 
     async def outputs(self) -> AsyncIterator[tuple[int, StepOutput]]:
         """Every output until all choices have finished (an error raises)."""
         remaining = self.expected or len(self.handles)
         while remaining:
             index, out = await self.queue.get()
+            self._count(index, out)
             if self.first_output_at is None:
                 self.first_output_at = time.perf_counter()
             if out.finish_reason == "error":
@@ -138,6 +160,9 @@ class ChatService:
         except Exception:
             run.cancel()
             raise
+        runs = started_runs.get()
+        if runs is not None:
+            runs.append(run)
         return run
 
     @staticmethod

@@ -90,7 +90,7 @@ async def usage(
                        f"{', '.join(GROUP_COLUMNS)}", param="group_by")
     where = UsageFilter(key_id, model, session_id, aware(start), aware(end))
     if governance.governor.ledger is not None:
-        await governance.governor.ledger.flush()  # read this replica's own writes
+        await governance.governor.ledger.flush_for_read()  # this replica's own writes
     if groups:
         rows = await governance.usage.summary(where, groups)  # type: ignore[arg-type]
         columns = [*groups, "requests", "errors", "input_tokens", "output_tokens", "cost_usd",

@@ -12,6 +12,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from switchboard.gateway.accounting import RequestClock
 from switchboard.gateway.providers.base import StreamEvent
 from switchboard.gateway.router import ProviderRouter
 from switchboard.http import metering
@@ -25,6 +26,8 @@ from switchboard.protocol.responses import (
     ValidationErrorResponse,
 )
 from switchboard.retrieval.augment import Retrieval, augment, retrieval_tools
+from switchboard.serving import ChatRun
+from switchboard.serving.chat import started_runs
 
 IGNORED_HEADER = "x-switchboard-ignored-params"
 DEPLOYMENT_HEADER = "x-switchboard-deployment"
@@ -95,6 +98,9 @@ async def complete(
         return error.response()
     headers.update(admission.headers)
     found: Retrieval | None = None
+    runs: list[ChatRun] = []  # the local runs started for it, charged if the client hangs up
+    clock = RequestClock()
+    listed = started_runs.set(runs)  # the tasks of until_disconnected start with this context
     try:
         if retrieval_tools(body):
             body, raw, found = await augment(request.app.state.buckets, principal(request),
@@ -108,6 +114,8 @@ async def complete(
         await admission.finish(metering.failed(error))
         error.headers.update(headers)
         return error.response()
+    finally:
+        started_runs.reset(listed)
     if body.stream:
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
                         DEPLOYMENT_HEADER: stream.deployment.id})
@@ -120,7 +128,8 @@ async def complete(
         frames = sse_stream(events, lambda exc: to_api_error(exc).body(), closed)
         return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
     if answer is None:
-        await admission.finish(metering.failed(APIError(499, "the client disconnected")))
+        await admission.finish(metering.cut_off(request, raw, body.model, deployment, runs,
+                                                clock))
         return Response(status_code=499)
     await admission.finish(metering.answered(answer))
     if found is not None:

@@ -26,7 +26,7 @@ async def _records(request: Request, session_id: str | None, skip: int, limit: i
     who = principal(request)
     key_id = who.key_id if (who.key is not None and not who.admin) else None
     if governance.governor.ledger is not None:
-        await governance.governor.ledger.flush()
+        await governance.governor.ledger.flush_for_read()
     return await governance.usage.records(UsageFilter(key_id=key_id, session_id=session_id),
                                           limit, skip, newest_first)
 
