@@ -118,3 +118,42 @@ def test_beams_on_the_model_score_what_they_say(reference: dict, streams: bool) 
             assert out.cumulative_logprob == pytest.approx(expected, abs=0.3)
     finally:
         scorer.close()
+
+
+@pytest.mark.parametrize("length_penalty", [1000.0, -1000.0, 1e300, -1e300])
+def test_extreme_length_penalties_rank_without_overflow(length_penalty: float) -> None:
+    """``cum / length ** lp`` used to raise OverflowError or ZeroDivisionError here and end
+    every sequence of the server; in log space it ranks, and scores, whatever the penalty."""
+    hyps = [Hypothesis([1] * n, cum, "stop", n) for n, cum in [(1, -0.5), (3, -1.5), (7, -4.0)]]
+    for h in hyps:
+        assert not math.isnan(h.score(length_penalty))
+    ranked = sorted(hyps, key=lambda h: h.rank(length_penalty), reverse=True)
+    assert [h.length for h in ranked] == ([7, 3, 1] if length_penalty > 0 else [1, 3, 7])
+    params = BeamSearchParams(width=2, n=2, length_penalty=length_penalty, early_stopping="never")
+    state = BeamState(params, max_new_tokens=4, ends=frozenset({END}))
+    state.start(dist({1: 0.5, 2: 0.5}))
+    while not state.done:
+        state.step(np.vstack([dist({END: 0.5, 3: 0.25, 4: 0.25}) for _ in state.generated]))
+    assert len(state.best()) == 2
+
+
+def test_rank_orders_as_the_score_does() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        a, b = (Hypothesis([], -float(rng.uniform(0, 50)), "stop", int(rng.integers(1, 60)))
+                for _ in range(2))
+        lp = float(rng.uniform(-3, 3))
+        if a.score(lp) != b.score(lp):
+            assert (a.score(lp) > b.score(lp)) == (a.rank(lp) > b.rank(lp))
+    assert Hypothesis([], 0.0, "stop", 5).rank(2.0) == math.inf  # a sure thing ranks first
+    assert Hypothesis([], math.nan, "stop", 5).rank(2.0) == -math.inf
+
+
+def test_a_row_without_possible_tokens_proposes_no_candidate() -> None:
+    state = BeamState(BeamSearchParams(width=2, n=1), max_new_tokens=5, ends=frozenset({END}))
+    state.start(dist({1: 0.5, 2: 0.5}))
+    healthy = state.generated[1]
+    survivors = state.step(np.vstack([np.full(V, np.nan), dist({3: 1.0})]))
+    assert {c.parent for c in survivors} == {1}
+    assert all(g[:1] == healthy for g in state.generated)
+    assert not any(math.isnan(c) for c in state.cum)

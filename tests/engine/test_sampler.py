@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from switchboard.engine.request import SamplingParams
-from switchboard.engine.sampler import Sampler, SequenceSampling, make_rng, top_logprobs
+from switchboard.engine.sampler import (
+    NonFiniteScores,
+    Sampler,
+    SequenceSampling,
+    make_rng,
+    top_logprobs,
+)
 
 V = 50
 
@@ -114,3 +121,40 @@ def test_top_logprobs_sorted_best_first() -> None:
     ids, values = top_logprobs(row, 3)
     assert ids.tolist() == [1, 3, 2]
     assert np.all(np.diff(values) <= 0)
+
+
+def test_a_row_that_is_not_numbers_raises_instead_of_drawing() -> None:
+    """NaN or +inf scores raise (the engine then samples row by row to end only that sequence)
+    rather than yield an arbitrary token; -inf (a banned token) is an ordinary score."""
+    sampler = Sampler(V, eog_token_ids=[])
+    for bad in (np.nan, np.inf):
+        for params in ({"temperature": 0.0}, {"temperature": 1.0}, {"temperature": 1.0,
+                                                                     "top_p": 0.5}):
+            x = logits(2)
+            x[1, 7] = bad
+            with pytest.raises(NonFiniteScores):
+                sampler.sample(x, [seq(**params), seq(**params)])
+    x = logits(1)
+    x[0, :10] = -np.inf
+    assert sampler.sample(x, [seq(temperature=1.0)])[0] >= 10
+
+
+def test_a_tiny_temperature_is_greedy_not_an_overflow() -> None:
+    sampler = Sampler(V, eog_token_ids=[])
+    x = logits(2)
+    out = sampler.sample(x.copy(), [seq(temperature=1e-300), seq(temperature=1e-6)])
+    assert out.tolist() == x.argmax(axis=1).tolist()
+
+
+def test_negative_or_out_of_vocabulary_ids_touch_no_token() -> None:
+    """Bias and stop ids outside [0, V) never wrap around to the last tokens."""
+    sampler = Sampler(V, eog_token_ids=[])
+    x = np.zeros((1, V), dtype=np.float32)
+    s = seq(logit_bias={-1: 100.0, V: 100.0}, stop_token_ids=(-1, V), min_tokens=5)
+    sampler.process(x[0], s)
+    assert not x.any()
+
+
+def test_top_logprobs_past_the_vocabulary_returns_them_all() -> None:
+    ids, values = top_logprobs(np.log(np.full(V, 1.0 / V)), V + 100)
+    assert len(ids) == len(values) == V

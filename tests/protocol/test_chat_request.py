@@ -32,11 +32,41 @@ def make(**fields: object) -> ChatCompletionRequest:
         ("stop", [""]),
         ("messages", []),
         ("seed", 2**64),  # past 64 bits (vLLM's bound too)
+        # Every number is bounded (issue 21: length_penalty 1000 crashed the engine step).
+        ("length_penalty", 1000),
+        ("length_penalty", -1000),
+        ("length_penalty", 10.01),
+        ("repetition_penalty", 0.001),
+        ("repetition_penalty", 10.5),
+        ("top_k", 2**31),
+        ("top_k", -2),
+        ("min_tokens", 2**31),
+        ("max_tokens", 2**31),
+        ("max_completion_tokens", 2**31),
+        ("best_of", 129),
+        ("n", 129),
+        ("stop_token_ids", [-1]),
+        ("stop_token_ids", [2**31]),
+        ("logit_bias", {"-5": 1}),
+        ("logit_bias", {"99999999999": 1}),
+        ("logit_bias", {"\u0663": 1}),  # a non-ASCII digit
+        ("logit_bias", {"5": float("nan")}),
+        ("temperature", float("inf")),
     ],
 )
 def test_out_of_range_values_are_rejected(field: str, value: object) -> None:
     with pytest.raises(ValidationError):
         make(**{field: value})
+
+
+def test_extreme_values_inside_the_ranges_are_accepted() -> None:
+    req = make(
+        length_penalty=-10, repetition_penalty=0.01, top_k=2**31 - 1, max_tokens=2**31 - 1,
+        min_tokens=2**31 - 1, stop_token_ids=[0, 2**31 - 1], logit_bias={"2147483647": -100},
+        best_of=128, n=128, temperature=1e-300, top_p=0.0,
+    )
+    assert req.length_penalty == -10 and req.logit_bias == {"2147483647": -100}
+    assert make(length_penalty=10).length_penalty == 10
 
 
 def test_top_logprobs_needs_logprobs() -> None:

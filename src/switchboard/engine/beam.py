@@ -3,7 +3,8 @@
 ``best_of`` beams advance together; each step every live beam proposes its best continuations,
 the ``best_of`` highest cumulative log-probabilities survive, and a beam that ends (end of
 sequence, a stop token, or ``max_tokens``) becomes a finished hypothesis scored
-``cum_logprob / length ** length_penalty``. ``early_stopping`` follows Hugging Face: ``True`` stops
+``cum_logprob / length ** length_penalty`` (compared in log space, so no length penalty overflows
+or divides by zero). ``early_stopping`` follows Hugging Face: ``True`` stops
 once ``best_of`` hypotheses are finished, ``False`` stops when no live beam can still beat the
 worst kept hypothesis at its current length, ``"never"`` when none could at the longest length.
 The best ``n`` hypotheses are returned. This module decides; the engine moves the KV cells.
@@ -11,6 +12,7 @@ The best ``n`` hypotheses are returned. This module decides; the engine moves th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +34,31 @@ class Hypothesis:
     length: int  # generated length used for the length penalty (includes the ending token)
 
     def score(self, length_penalty: float) -> float:
-        return self.cum_logprob / (max(1, self.length) ** length_penalty)
+        return score(self.cum_logprob, self.length, length_penalty)
+
+    def rank(self, length_penalty: float) -> float:
+        return rank(self.cum_logprob, self.length, length_penalty)
+
+
+def rank(cum_logprob: float, length: int, length_penalty: float) -> float:
+    """A key that orders beams as ``score`` does, finite or -inf whatever the length penalty:
+    ``-log(-score)``, as a score is never positive (``cum_logprob`` sums log-probabilities).
+    Not a number (a distribution that had none) ranks last."""
+    if cum_logprob >= 0.0:
+        return math.inf
+    if math.isnan(cum_logprob) or math.isnan(length_penalty):
+        return -math.inf
+    log_magnitude = math.log(-cum_logprob) - length_penalty * math.log(max(1, length))
+    return -log_magnitude
+
+
+def score(cum_logprob: float, length: int, length_penalty: float) -> float:
+    """``cum_logprob / length ** length_penalty``, computed as ``-exp(-rank)``: past the range of a
+    float it is -inf or -0.0, never an overflow or a division by zero."""
+    key = rank(cum_logprob, length, length_penalty)
+    if key == math.inf:
+        return 0.0
+    return -math.exp(-key) if key > -709.0 else -math.inf
 
 
 @dataclass
@@ -66,7 +92,9 @@ class BeamState:
         cands: list[Candidate] = []
         for i, ids in enumerate(top):
             for t in ids.tolist():
-                cands.append(Candidate(i, t, self.cum[i] + float(logprobs[i, t])))
+                cum = self.cum[i] + float(logprobs[i, t])
+                if not math.isnan(cum):  # a row with no possible token proposes nothing
+                    cands.append(Candidate(i, t, cum))
         cands.sort(key=lambda c: c.cum_logprob, reverse=True)
         survivors: list[Candidate] = []
         length = len(self.generated[0]) + 1
@@ -91,7 +119,7 @@ class BeamState:
     def _add_finished(self, tokens: list[int], cum: float, reason: str, length: int) -> None:
         self.finished.append(Hypothesis(list(tokens), cum, reason, length))
         lp = self.params.length_penalty
-        self.finished.sort(key=lambda h: h.score(lp), reverse=True)
+        self.finished.sort(key=lambda h: h.rank(lp), reverse=True)
         del self.finished[self.params.width :]
 
     def _is_done(self, length: int) -> bool:
@@ -102,13 +130,13 @@ class BeamState:
             return False
         if p.early_stopping is True:
             return True
-        worst = self.finished[-1].score(p.length_penalty)
+        worst = self.finished[-1].rank(p.length_penalty)
         best_live = max(self.cum)
         if p.early_stopping == "never" and p.length_penalty > 0:
             horizon = self.max_new_tokens  # a longer beam could still score higher
         else:
             horizon = length
-        return best_live / (horizon**p.length_penalty) <= worst
+        return rank(best_live, horizon, p.length_penalty) <= worst
 
     def best(self) -> list[Hypothesis]:
         """The ``n`` best hypotheses (live beams count if too few have finished)."""
@@ -118,5 +146,5 @@ class BeamState:
             pool += [
                 Hypothesis(list(t), c, "length", length) for t, c in zip(self.generated, self.cum)
             ]
-        pool.sort(key=lambda h: h.score(self.params.length_penalty), reverse=True)
+        pool.sort(key=lambda h: h.rank(self.params.length_penalty), reverse=True)
         return pool[: self.params.n]

@@ -3,6 +3,13 @@
 Callers (any thread) ``submit`` a ``GenerationRequest`` with a sink; the engine calls the sink from
 its own thread with each ``StepOutput``. ``SequenceHandle.cancel`` frees the sequence and its KV
 cells at the next step. This module never imports a web framework.
+
+Failures are isolated: only a failed forward pass (or scheduling, shared by all) ends every
+sequence. Whatever is computed for one sequence (logit processing, sampling, its grammar,
+logprobs, detokenizing, its sink) or one beam search is guarded on its own: when it raises, that
+sequence or search ends with an ``error`` output and the others carry on. Sampling runs as one
+batch; a batch that fails is sampled again row by row (random generators rewound) to find the
+sequence at fault.
 """
 
 from __future__ import annotations
@@ -29,8 +36,9 @@ from switchboard.engine.request import (
     StepOutput,
     TokenLogprob,
     TopToken,
+    check_request,
 )
-from switchboard.engine.sampler import Sampler, log_softmax, top_logprobs
+from switchboard.engine.sampler import NonFiniteScores, Sampler, log_softmax, top_logprobs
 from switchboard.engine.scheduler import ScheduledChunk, Scheduler, forward_passes
 from switchboard.engine.sequence import BeamGroup, OutputSink, Sequence, SequenceStatus
 
@@ -104,6 +112,7 @@ class Engine:
         n_prompt = len(request.prompt_tokens)
         if n_prompt == 0:
             raise EngineError("the prompt is empty")
+        check_request(request, self.model.n_vocab)
         if n_prompt >= self.context_limit:
             raise PromptTooLong(n_prompt, self.context_limit)
         room = self.context_limit - n_prompt
@@ -203,11 +212,14 @@ class Engine:
             if self.scheduler.running:
                 # A single sequence has filled every KV cell: it cannot go on.
                 seq = self.scheduler.running[0]
-                if seq.group is not None:
-                    self._finish_beams(seq.group)
-                    return
-                self.scheduler.release(seq)
-                seq.finish("length", StepOutput(text=seq.text.flush()))
+                try:
+                    if seq.group is not None:
+                        self._finish_beams(seq.group)
+                        return
+                    self.scheduler.release(seq)
+                    seq.finish("length", StepOutput(text=seq.text.flush()))
+                except Exception as exc:  # noqa: BLE001 - its own failure
+                    self._fail_sequence(seq, exc)
             return
         for group in forward_passes(chunks, self.config.kv_streams):
             self._run_pass(group)
@@ -215,10 +227,14 @@ class Engine:
     def _run_pass(self, chunks: list[ScheduledChunk]) -> None:
         """One forward pass, then sampling for the chunks that completed their pending tokens
         (so a first token streams out as soon as the pass that completed its prompt ends)."""
+        running = set(self.scheduler.running)
+        chunks = [c for c in chunks if c.seq in running]  # not failed in an earlier pass
+        if not chunks:
+            return
         fillers: list[tuple[int, int]] = []
         if self.config.kv_streams and all(c.n_tokens == 1 for c in chunks):  # the decode pass
             fillers = self.scheduler.gap_fillers([c.seq.seq_id for c in chunks])
-        logits = self.model.decode(*self._assemble(chunks, fillers))
+        logits = self.model.decode(*self._assemble(chunks, fillers))  # shared: may fail all
         for seq_id, position in fillers:
             self.model.forget(seq_id, position)
         completing = [c.completes for c in chunks]
@@ -228,10 +244,13 @@ class Engine:
         rows = {seq: i for i, seq in enumerate(done)}
         sampled = [seq for seq in done if seq.group is None]
         if sampled:
-            self._sample(sampled, logits[[rows[seq] for seq in sampled]])
+            self._sample(sampled, logits, [rows[seq] for seq in sampled])
         groups = {id(seq.group): seq.group for seq in done if seq.group is not None}
         for group in groups.values():
-            self._advance_beams(group, logits, rows)  # type: ignore[arg-type]
+            try:
+                self._advance_beams(group, logits, rows)  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - one search's failure is its own
+                self._fail_sequence(group.owner, exc)  # type: ignore[union-attr]
 
     @staticmethod
     def _assemble(
@@ -260,7 +279,44 @@ class Engine:
             return tokens[order], positions[order], seq_ids[order], want[order]
         return tokens, positions, seq_ids, want
 
-    def _sample(self, seqs: list[Sequence], logits: np.ndarray) -> None:
+    def _sample(self, seqs: list[Sequence], logits: np.ndarray, rows: list[int]) -> None:
+        """Choose and take each sequence's next token (``logits[rows[i]]`` is ``seqs[i]``'s
+        row; ``logits`` is left as it is). A sequence whose work fails ends alone."""
+        rngs = [s.sampling.rng.bit_generator for s in seqs]
+        states = [g.state for g in rngs]
+        try:
+            chosen: list[tuple[Sequence, int, np.ndarray | None]] = list(
+                zip(seqs, *self._choose(seqs, logits[rows]))
+            )
+        except Exception:  # find the row at fault
+            log.warning("sampling the batch failed; sampling each sequence alone", exc_info=True)
+            chosen = []
+            for seq, row, rng, state in zip(seqs, rows, rngs, states):
+                rng.state = state  # a seeded sequence draws as if the batch had succeeded
+                try:
+                    tokens, raw = self._choose([seq], logits[[row]])
+                except Exception as exc:  # noqa: BLE001 - this row is at fault
+                    self._fail_sequence(seq, exc)
+                    continue
+                chosen.append((seq, tokens[0], raw[0]))
+        now = time.monotonic()
+        for seq, token, row in chosen:
+            try:
+                if seq.first_token_at is None:
+                    seq.first_token_at = now
+                if row is not None:
+                    seq.cumulative_logprob += float(row[token])
+                lp = self._logprob(row, token, seq) if row is not None and seq.params.logprobs \
+                    else None
+                self._advance(seq, token, lp)
+            except Exception as exc:  # noqa: BLE001 - this sequence's own failure
+                self._fail_sequence(seq, exc)
+
+    def _choose(
+        self, seqs: list[Sequence], logits: np.ndarray
+    ) -> tuple[list[int], list[np.ndarray | None]]:
+        """Each sequence's next token, and its raw log-probabilities where it reports them
+        (``logits`` is edited in place)."""
         rows = [
             i for i, s in enumerate(seqs) if s.params.logprobs or s.params.cumulative_logprob
         ]
@@ -278,15 +334,10 @@ class Engine:
             masked = np.stack([unmasked[i] for i in rejected])
             mask_rows([seqs[i].constraint for i in rejected], masked)  # type: ignore[misc]
             chosen[rejected] = self.sampler.sample(masked, [seqs[i].sampling for i in rejected])
-        now = time.monotonic()
-        for i, (seq, token) in enumerate(zip(seqs, chosen.tolist())):
-            if seq.first_token_at is None:
-                seq.first_token_at = now
-            row = raw_logprobs.get(i)
-            if row is not None:
-                seq.cumulative_logprob += float(row[token])
-            lp = self._logprob(row, token, seq) if row is not None and seq.params.logprobs else None
-            self._advance(seq, token, lp)
+        tokens = chosen.tolist()
+        if not all(0 <= t < self.model.n_vocab for t in tokens):
+            raise EngineError("a sampled token is outside the vocabulary")
+        return tokens, [raw_logprobs.get(i) for i in range(len(seqs))]
 
     def _logprob(self, row: np.ndarray, token: int, seq: Sequence) -> TokenLogprob:
         special = not seq.params.skip_special_tokens
@@ -331,13 +382,29 @@ class Engine:
 
     def _release(self, seq: Sequence, keep_cache: bool = True) -> None:
         """Release a sequence, or every beam and reserved slot of its beam search."""
-        if seq.group is None:
+        group = seq.group
+        if group is None:
             self.scheduler.release(seq, keep_cache)
             return
-        for beam in [*seq.group.beams, seq.group.owner]:
+        # Running members too: a step that failed midway may have attached a beam not yet listed.
+        members = [s for s in self.scheduler.running if s.group is group]
+        for beam in [*group.beams, *members, group.owner]:
             self.scheduler.release(beam, keep_cache=False)
-        seq.group.beams = []
-        self.scheduler.free_ids(seq.group.reserved_ids)
+        group.beams = []
+        self.scheduler.free_ids(group.reserved_ids)
+
+    def _fail_sequence(self, seq: Sequence, exc: Exception) -> None:
+        """End one sequence, or the whole beam search it belongs to, with an error output,
+        after a failure of work done for it alone; every other sequence carries on."""
+        owner = seq.group.owner if seq.group is not None else seq
+        log.error("generation failed for one request (the others go on)", exc_info=exc)
+        with contextlib.suppress(Exception):  # best effort: its cells must not leak
+            self._release(owner, keep_cache=False)
+        self._release_queue_slot(owner)
+        if owner.status is not SequenceStatus.FINISHED:  # its sink may be what failed
+            with contextlib.suppress(Exception):
+                owner.finish("error", StepOutput(error=f"generation failed: {exc}"))
+        owner.status = SequenceStatus.FINISHED
 
     # --- beam search ---------------------------------------------------------------------------
     def _advance_beams(
@@ -358,6 +425,9 @@ class Engine:
             self.sampler.process(row, beam.sampling)
         if group.constraints:  # each beam's grammar masks its own row
             mask_rows(group.constraints, raw)
+        peak = raw.max(axis=1)
+        if np.isnan(peak).any() or (peak == np.inf).any():
+            raise NonFiniteScores()
         logprobs = log_softmax(raw)
         owner = group.owner
         if owner.first_token_at is None:
@@ -406,6 +476,9 @@ class Engine:
         root = group.owner
         best = group.state.best()
         self._release(root, keep_cache=False)
+        if len(best) < group.state.params.n:  # every output is awaited: never send fewer
+            raise EngineError(f"beam search found {len(best)} of the "
+                              f"{group.state.params.n} completions asked for")
         p = root.params
         special = not p.skip_special_tokens
         for choice, hyp in enumerate(best):

@@ -1,11 +1,14 @@
 """What goes into the engine and what comes out of it, free of any web or wire-format types.
 
-``SamplingParams`` are already validated and defaulted by the caller; ``StepOutput`` is what one
-engine step produced for one sequence (a text delta that never contains part of a stop string).
+``SamplingParams`` are validated and defaulted by the caller; ``check_request`` still refuses,
+at submission, any value the engine's arithmetic cannot take (whoever the caller is), so that no
+number from a client reaches a step unbounded. ``StepOutput`` is what one engine step produced for
+one sequence (a text delta that never contains part of a stop string).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,6 +16,9 @@ from switchboard.engine.beam import BeamSearchParams
 
 if TYPE_CHECKING:
     from switchboard.engine.constraint import Constraint
+
+# A temperature below this samples greedily (vLLM's rule): dividing by it would overflow float32.
+SAMPLING_EPS = 1e-5
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0 or self.top_k == 1
+        return self.temperature < SAMPLING_EPS or self.top_k == 1
 
     @property
     def penalized(self) -> bool:
@@ -60,6 +66,60 @@ class GenerationRequest:
     beam: BeamSearchParams | None = None  # beam search instead of sampling: n outputs at the end
     constraint: Constraint | None = None  # grammar the output must follow (one per sequence)
     lane: str | None = None  # a dedicated deployment's name: runs in its reserved capacity
+
+
+# The engine's own bounds: wider than the API's, narrow enough that float32 scores stay finite.
+_PENALTY_LIMIT = 100.0
+_BIAS_LIMIT = 1000.0
+_LENGTH_PENALTY_LIMIT = 1000.0
+_TOKEN_LIMIT = 2**31 - 1
+
+
+def check_request(request: GenerationRequest, n_vocab: int) -> None:
+    """Raise ``EngineError`` naming the first value the engine cannot compute with."""
+    p = request.params
+    floats = {
+        "temperature": p.temperature, "top_p": p.top_p, "min_p": p.min_p,
+        "frequency_penalty": p.frequency_penalty, "presence_penalty": p.presence_penalty,
+        "repetition_penalty": p.repetition_penalty,
+    }
+    for name, value in floats.items():
+        if not math.isfinite(value):
+            raise EngineError(f"{name} must be a finite number, got {value}")
+    ranges = {
+        "temperature": (p.temperature, 0.0, math.inf),
+        "top_p": (p.top_p, 0.0, 1.0),
+        "min_p": (p.min_p, 0.0, 1.0),
+        "frequency_penalty": (p.frequency_penalty, -_PENALTY_LIMIT, _PENALTY_LIMIT),
+        "presence_penalty": (p.presence_penalty, -_PENALTY_LIMIT, _PENALTY_LIMIT),
+        "repetition_penalty": (p.repetition_penalty, 1 / _PENALTY_LIMIT, _PENALTY_LIMIT),
+        "top_k": (p.top_k, 0, _TOKEN_LIMIT),
+        "min_tokens": (p.min_tokens, 0, _TOKEN_LIMIT),
+        "max_tokens": (p.max_tokens or 1, 1, _TOKEN_LIMIT),
+        "top_logprobs": (p.top_logprobs, 0, n_vocab),
+    }
+    for name, (value, low, high) in ranges.items():
+        if not low <= value <= high:
+            raise EngineError(f"{name} must be between {low} and {high}, got {value}")
+    for token, bias in p.logit_bias.items():
+        if not 0 <= token < n_vocab:
+            raise EngineError(f"logit_bias token id {token} is outside the vocabulary")
+        if not (math.isfinite(bias) and abs(bias) <= _BIAS_LIMIT):
+            raise EngineError(f"logit_bias for token {token} must be a finite number, got {bias}")
+    for token in p.stop_token_ids:
+        if not 0 <= token < n_vocab:
+            raise EngineError(f"stop_token_ids holds {token}, outside the vocabulary")
+    beam = request.beam
+    if beam is not None:
+        if not 1 <= beam.n <= beam.width:
+            raise EngineError(f"beam search needs 1 <= n <= best_of, got n={beam.n}, "
+                              f"best_of={beam.width}")
+        if not (math.isfinite(beam.length_penalty)
+                and abs(beam.length_penalty) <= _LENGTH_PENALTY_LIMIT):
+            raise EngineError(f"length_penalty must be a finite number, got {beam.length_penalty}")
+        if beam.early_stopping not in (True, False, "never"):
+            raise EngineError(f"early_stopping must be true, false or 'never', "
+                              f"got {beam.early_stopping!r}")
 
 
 @dataclass(frozen=True)

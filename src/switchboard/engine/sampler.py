@@ -4,6 +4,10 @@ Each row belongs to one sequence with its own ``SamplingParams`` and its own ran
 (seeded from the request's ``seed`` and choice index), so a seeded request samples the same tokens
 whatever else shares the batch. Log-probabilities reported to clients are those of the model's raw
 distribution, as llama.cpp and vLLM report them.
+
+A row whose scores are not numbers, or +inf, after the logit processors raises
+``NonFiniteScores`` instead of yielding an arbitrary token; the engine then samples the batch row by
+row, so that only the sequence at fault ends.
 """
 
 from __future__ import annotations
@@ -45,6 +49,13 @@ class SequenceSampling:
             self.seen[token] = True
 
 
+class NonFiniteScores(ValueError):
+    """A row's next-token scores hold NaN or +inf: no token can be drawn from it."""
+
+    def __init__(self) -> None:
+        super().__init__("the next-token scores are not finite numbers")
+
+
 def make_rng(seed: int | None, offset: int) -> np.random.Generator:
     if seed is None:
         return np.random.default_rng()
@@ -74,7 +85,11 @@ class Sampler:
         tokens = np.empty(len(seqs), dtype=np.int64)
         greedy = np.fromiter((s.params.greedy for s in seqs), dtype=bool, count=len(seqs))
         if greedy.any():
-            tokens[greedy] = logits[greedy].argmax(axis=-1)
+            picked = logits[greedy].argmax(axis=-1)
+            # argmax returns the first NaN if a row holds one: the picked value tells.
+            if not (logits[np.flatnonzero(greedy), picked] < np.inf).all():
+                raise NonFiniteScores()
+            tokens[greedy] = picked
         drawn = np.flatnonzero(~greedy)
         if len(drawn) == len(seqs):
             tokens[:] = self._draw(seqs, logits)
@@ -90,7 +105,10 @@ class Sampler:
             if 0 < k < self.n_vocab:
                 kth = np.partition(row, -k)[-k]
                 row[row < kth] = _NEG_INF
-        scaled -= scaled.max(axis=1, keepdims=True)
+        peak = scaled.max(axis=1, keepdims=True)
+        if np.isnan(peak).any() or (peak == np.inf).any():
+            raise NonFiniteScores()
+        scaled -= peak
         probs = np.exp(scaled, out=scaled)  # unnormalized: every rule below is scale-free
         min_p = np.array([s.params.min_p for s in seqs])
         if min_p.any():
@@ -143,7 +161,7 @@ class Sampler:
         if p.logit_bias:
             ids = np.fromiter(p.logit_bias.keys(), dtype=np.int64)
             bias = np.fromiter(p.logit_bias.values(), dtype=np.float32)
-            ok = ids < self.n_vocab
+            ok = (ids >= 0) & (ids < self.n_vocab)
             row[ids[ok]] += bias[ok]
         if seq.counts is not None and seq.seen is not None:
             if p.repetition_penalty != 1.0:
@@ -157,7 +175,7 @@ class Sampler:
             row[self.eog] = _NEG_INF
         if p.stop_token_ids and seq.generated < p.min_tokens:
             ids = np.asarray(p.stop_token_ids, dtype=np.int64)
-            row[ids[ids < self.n_vocab]] = _NEG_INF
+            row[ids[(ids >= 0) & (ids < self.n_vocab)]] = _NEG_INF
 
     @staticmethod
     def _top_p_order(probs: np.ndarray, top_p: float) -> np.ndarray:
@@ -172,6 +190,7 @@ class Sampler:
 
 def top_logprobs(logprob_row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` most likely token ids and their log-probabilities, best first."""
+    k = min(k, len(logprob_row))
     if k <= 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
     ids = np.argpartition(logprob_row, -k)[-k:]

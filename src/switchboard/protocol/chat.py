@@ -2,18 +2,23 @@
 
 Standard OpenAI fields come first, in the order of OpenAI's API reference; the extensions that the
 seed APIs add (vLLM / Telnyx sampling, beam search, guided decoding, LLMstudio's session id) follow,
-grouped and described. Ranges are validated here so that every layer behind this one can trust them.
+grouped and described. Ranges are validated here so that every layer behind this one can trust them:
+every number has a lower and an upper bound (OpenAI's, else vLLM's, else one that keeps the engine's
+float arithmetic finite), so no client value reaches arithmetic unbounded.
 Unknown fields are kept (``extra="allow"``) so the HTTP layer can name them in
 ``x-switchboard-ignored-params`` instead of silently dropping them.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from switchboard.protocol.messages import ChatMessage, FunctionDefinition, Tool, ToolChoice
+
+INT32_MAX = 2**31 - 1  # bound of token counts and token ids (llama.cpp's are 32-bit)
+LENGTH_PENALTY_LIMIT = 10.0  # |length_penalty|; Hugging Face's useful range is about 0 to 2
 
 
 class JSONSchemaFormat(BaseModel):
@@ -70,8 +75,10 @@ class ChatCompletionRequest(BaseModel):
         default=None, description="Token id (as a string) to a bias between -100 and 100."
     )
     logprobs: bool | None = None
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    max_tokens: int | None = Field(default=None, ge=1, description="Deprecated alias.")
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    max_tokens: int | None = Field(
+        default=None, ge=1, le=INT32_MAX, description="Deprecated alias."
+    )
     metadata: dict[str, str] | None = None
     modalities: list[Literal["text", "audio"]] | None = None
     n: int = Field(default=1, ge=1, le=128)
@@ -100,22 +107,24 @@ class ChatCompletionRequest(BaseModel):
 
     # --- Sampling extensions (vLLM, Telnyx) ---------------------------------------------------
     top_k: int | None = Field(
-        default=None, ge=-1, description="Keep the k most likely tokens; 0 or -1 disables."
+        default=None, ge=-1, le=INT32_MAX,
+        description="Keep the k most likely tokens; 0 or -1 disables.",
     )
     min_p: float | None = Field(
         default=None, ge=0.0, le=1.0, description="Drop tokens below min_p x the top probability."
     )
     repetition_penalty: float | None = Field(
-        default=None, gt=0.0, le=10.0, description="Multiplicative penalty on seen tokens; 1 = off."
+        default=None, ge=0.01, le=10.0,
+        description="Multiplicative penalty on seen tokens, 0.01 to 10; 1 = off.",
     )
     min_tokens: int | None = Field(
-        default=None, ge=0,
+        default=None, ge=0, le=INT32_MAX,
         description="Suppress end-of-sequence and stops before this many tokens.",
     )
     ignore_eos: bool | None = Field(
         default=None, description="Keep generating past end-of-sequence."
     )
-    stop_token_ids: list[int] | None = Field(
+    stop_token_ids: list[Annotated[int, Field(ge=0, le=INT32_MAX)]] | None = Field(
         default=None, description="Stop when one of these token ids is generated."
     )
     include_stop_str_in_output: bool | None = Field(
@@ -131,7 +140,8 @@ class ChatCompletionRequest(BaseModel):
         default=None, ge=1, le=128, description="Candidates generated; the best n are returned."
     )
     length_penalty: float | None = Field(
-        default=None, description="Beam score = logprob / length**length_penalty."
+        default=None, ge=-LENGTH_PENALTY_LIMIT, le=LENGTH_PENALTY_LIMIT,
+        description="Beam score = logprob / length**length_penalty, between -10 and 10.",
     )
     early_stopping: bool | Literal["never"] | None = Field(
         default=None, description="Beam search stopping rule (Hugging Face semantics)."
@@ -162,7 +172,7 @@ class ChatCompletionRequest(BaseModel):
         if value is None:
             return value
         for key, bias in value.items():
-            if not key.lstrip("-").isdigit() or int(key) < 0:
+            if not (key.isascii() and key.isdigit()) or len(key) > 10 or int(key) > INT32_MAX:
                 raise ValueError(f"logit_bias keys must be token ids, got {key!r}")
             if not -100.0 <= bias <= 100.0:
                 raise ValueError(f"logit_bias values must be between -100 and 100, got {bias}")
