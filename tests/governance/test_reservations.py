@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.conftest import RunningServer, start_server, stop_server, wait_ready
 from tests.governance.conftest import ADMIN_KEY, Admin
 from tests.governance.slow_upstream import (
     COMPLETION_TOKENS,
@@ -139,3 +139,40 @@ def test_a_cut_off_upstream_request_is_charged_its_prompt(tmp_path: Path) -> Non
             assert together(server, created["key"], 2).count(200) == 1
         finally:
             stop_server(server)
+
+
+def test_a_cut_off_local_request_is_charged_the_tokens_decoded(tmp_path: Path) -> None:
+    """On the local engine: the prompt and every token decoded before the client hung up are in
+    the ledger (status 499) and priced; they used to be recorded as 0 tokens and $0."""
+    config = tmp_path / "switchboard.yaml"
+    config.write_text(yaml.safe_dump({
+        "deployments": [{"id": "smol", "provider": "local"}],
+        "models": [{"name": "smol-priced", "deployments": ["smol"],
+                    "price": {"input_per_million": 1e6, "output_per_million": 2e6}}],
+    }))
+    server = start_server(tmp_path, "--config", str(config), "--admin-key", ADMIN_KEY,
+                          wait=False)
+    try:
+        wait_ready(server, timeout=300)  # the model loads first
+        admin = Admin(server)
+        created = admin.create_key(name="local-hangs-up")
+        body = {"model": "smol-priced", "messages": [{"role": "user", "content": "Count up."}],
+                "max_tokens": 2000, "min_tokens": 2000}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(server.v1 + "/chat/completions", json=body,
+                       headers={"authorization": f"Bearer {created['key']}"},
+                       timeout=httpx.Timeout(30, read=10.0))
+        rows: list[dict] = []
+        for _ in range(50):
+            rows = admin.usage(key_id=created["id"])["data"]
+            if rows:
+                break
+            time.sleep(0.1)
+        assert len(rows) == 1, rows
+        row = rows[0]
+        assert row["status"] == 499 and row["deployment"] == "smol"
+        # how many tokens were decoded depends on the machine (test_cut_off.py counts them)
+        assert row["input_tokens"] > 0 and 0 <= row["output_tokens"] < 2000
+        assert row["cost_usd"] == pytest.approx(row["input_tokens"] + 2 * row["output_tokens"])
+    finally:
+        stop_server(server)
