@@ -1,21 +1,23 @@
-"""Lone surrogates (``\\ud800`` escapes without a partner) are taken out of JSON bodies."""
+"""Lone surrogates (``\\ud800`` escapes without a partner) are taken out of JSON bodies, by the
+one parse every JSON body gets (``switchboard.http.body_limits``)."""
 
 from __future__ import annotations
 
-import json
+import pytest
 
-from switchboard.http.surrogates import without_lone_surrogates
+from switchboard.http.body_limits import parse_json
 
 
 def test_lone_surrogates_become_question_marks_and_pairs_stay() -> None:
     body = b'{"input": "a\\ud800b \\ud83d\\ude00", "n": [1, "\\uDFFF"]}'
-    assert json.loads(without_lone_surrogates(body)) == {"input": "a?b \U0001f600", "n": [1, "?"]}
+    assert parse_json(body) == {"input": "a?b \U0001f600", "n": [1, "?"]}
+    keyed = b'{"a\\ud800": {"b\\udc00": ["\\ud800"]}}'  # keys too, at any depth
+    assert parse_json(keyed) == {"a?": {"b?": ["?"]}}
 
 
-def test_other_bodies_pass_untouched() -> None:
-    clean = b'{"input": "caf\\u00e9 \\ud83d\\ude00"}'  # a pair: re-encoded, same text
-    assert json.loads(without_lone_surrogates(clean)) == {"input": "café \U0001f600"}
-    plain = b'{"input": "plain text"}'
-    assert without_lone_surrogates(plain) is plain  # no escape: the very same bytes
-    broken = b'{"input": "\\ud800'
-    assert without_lone_surrogates(broken) is broken  # not JSON: left for the framework
+def test_other_bodies_keep_their_text() -> None:
+    clean = b'{"input": "caf\\u00e9 \\ud83d\\ude00"}'  # a pair: the same text
+    assert parse_json(clean) == {"input": "café \U0001f600"}
+    assert parse_json(b'{"input": "plain text"}') == {"input": "plain text"}
+    with pytest.raises(ValueError):  # not JSON: left for the framework's own 422
+        parse_json(b'{"input": "\\ud800')

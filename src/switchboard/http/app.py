@@ -30,7 +30,6 @@ from switchboard.http.routes import (
     tracking,
     ui,
 )
-from switchboard.http.surrogates import LoneSurrogateFilter
 from switchboard.persistence.buckets import BucketRepository
 from switchboard.retrieval.buckets import BucketService
 from switchboard.retrieval.service import EmbeddingService
@@ -80,7 +79,6 @@ def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastA
     api.state.buckets = BucketService(BucketRepository(api.state.governance.database),
                                       api.state.embeddings)
     install_error_handlers(api)
-    api.add_middleware(LoneSurrogateFilter)
     api.add_middleware(RequestIdMiddleware)
     api.include_router(health.router)
     api.include_router(metrics.router)

@@ -26,6 +26,7 @@ from switchboard.engine import (
 from switchboard.gateway.providers.base import UpstreamFailure
 from switchboard.governance.governor import GovernanceError
 from switchboard.persistence import DATABASE_ERRORS, database_unreachable
+from switchboard.protocol.limits import LIMIT_CODES
 from switchboard.retrieval.buckets import BucketNotFound
 from switchboard.serving import (
     GenerationFailed,
@@ -183,7 +184,13 @@ def _first_param(errors: list[dict[str, Any]]) -> str | None:
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+    found = exc.errors()
+    limit = next((e for e in found if e.get("type") in LIMIT_CODES), None)
+    if limit is not None:  # over one of the protocol's bounds: a 400 naming it (not the input)
+        param = _first_param([limit])
+        return APIError(400, f"{param}: {limit['msg']}" if param else limit["msg"], param=param,
+                        code=limit["type"]).response()
+    errors = jsonable_encoder(found, custom_encoder={Exception: str})
     first = errors[0] if errors else {}
     param = _first_param(errors)
     message = first.get("msg", "invalid request")

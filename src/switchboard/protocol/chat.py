@@ -15,6 +15,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from switchboard.protocol.limits import (
+    MAX_CHOICES,
+    MAX_MESSAGES,
+    MAX_TOOLS,
+    SCHEMA_SIZE,
+    at_most,
+)
 from switchboard.protocol.messages import ChatMessage, FunctionDefinition, Tool, ToolChoice
 
 INT32_MAX = 2**31 - 1  # bound of token counts and token ids (llama.cpp's are 32-bit)
@@ -24,7 +31,7 @@ LENGTH_PENALTY_LIMIT = 10.0  # |length_penalty|; Hugging Face's useful range is 
 class JSONSchemaFormat(BaseModel):
     name: str = Field(default="response", max_length=64)
     description: str | None = None
-    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    schema_: Annotated[dict[str, Any] | None, SCHEMA_SIZE] = Field(default=None, alias="schema")
     strict: bool | None = None
 
     model_config = ConfigDict(populate_by_name=True)
@@ -48,9 +55,9 @@ class StructuredOutputs(BaseModel):
     """vLLM's ``structured_outputs`` parameter: exactly one constraint."""
 
     model_config = ConfigDict(extra="forbid")
-    json_: dict[str, Any] | str | None = Field(default=None, alias="json")
+    json_: Annotated[dict[str, Any] | str | None, SCHEMA_SIZE] = Field(default=None, alias="json")
     regex: str | None = None
-    choice: list[str] | None = None
+    choice: Annotated[list[str] | None, at_most(MAX_CHOICES, "too_many_choices", "choices")] = None
     grammar: str | None = None
 
 
@@ -59,7 +66,9 @@ class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
 
     # --- Standard OpenAI fields, in the order of OpenAI's API reference -----------------------
-    messages: list[ChatMessage] = Field(min_length=1, description="The conversation so far.")
+    messages: Annotated[
+        list[ChatMessage], at_most(MAX_MESSAGES, "too_many_messages", "messages")
+    ] = Field(min_length=1, description="The conversation so far.")
     model: str | None = Field(
         default=None, description="Model id; the server's default model when omitted."
     )
@@ -68,7 +77,9 @@ class ChatCompletionRequest(BaseModel):
     function_call: Literal["none", "auto"] | dict[str, Any] | None = Field(
         default=None, description="Deprecated in favour of tool_choice."
     )
-    functions: list[FunctionDefinition] | None = Field(
+    functions: Annotated[
+        list[FunctionDefinition] | None, at_most(MAX_TOOLS, "too_many_tools", "functions")
+    ] = Field(
         default=None, description="Deprecated in favour of tools."
     )
     logit_bias: dict[str, float] | None = Field(
@@ -98,7 +109,7 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     tool_choice: ToolChoice | None = None
-    tools: list[Tool] | None = None
+    tools: Annotated[list[Tool] | None, at_most(MAX_TOOLS, "too_many_tools", "tools")] = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     top_p: float | None = Field(default=None, ge=0.0, le=1.0)
     user: str | None = None
@@ -148,11 +159,13 @@ class ChatCompletionRequest(BaseModel):
     )
 
     # --- Structured output (Telnyx / vLLM-legacy names, and vLLM's current one) ---------------
-    guided_json: dict[str, Any] | str | None = Field(
+    guided_json: Annotated[dict[str, Any] | str | None, SCHEMA_SIZE] = Field(
         default=None, description="Constrain the output to this JSON Schema."
     )
     guided_regex: str | None = Field(default=None, description="Constrain the output to a regex.")
-    guided_choice: list[str] | None = Field(
+    guided_choice: Annotated[
+        list[str] | None, at_most(MAX_CHOICES, "too_many_choices", "choices")
+    ] = Field(
         default=None, description="Constrain the output to one of these strings."
     )
     guided_grammar: str | None = Field(default=None, description="Constrain to a grammar.")

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from switchboard.protocol.limits import MAX_CONTENT_PARTS, SCHEMA_SIZE, at_most
+
 
 class _Part(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -72,27 +74,30 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+PARTS = at_most(MAX_CONTENT_PARTS, "too_many_content_parts", "content parts")
+
+
 class DeveloperMessage(_Message):
     role: Literal["developer"]
-    content: str | list[TextPart]
+    content: Annotated[str | list[TextPart], PARTS]
     name: str | None = None
 
 
 class SystemMessage(_Message):
     role: Literal["system"]
-    content: str | list[TextPart]
+    content: Annotated[str | list[TextPart], PARTS]
     name: str | None = None
 
 
 class UserMessage(_Message):
     role: Literal["user"]
-    content: str | list[ContentPart]
+    content: Annotated[str | list[ContentPart], PARTS]
     name: str | None = None
 
 
 class AssistantMessage(_Message):
     role: Literal["assistant"]
-    content: str | list[TextPart | RefusalPart] | None = None
+    content: Annotated[str | list[TextPart | RefusalPart] | None, PARTS] = None
     refusal: str | None = None
     name: str | None = None
     audio: dict[str, Any] | None = None
@@ -102,7 +107,7 @@ class AssistantMessage(_Message):
 
 class ToolMessage(_Message):
     role: Literal["tool"]
-    content: str | list[TextPart]
+    content: Annotated[str | list[TextPart], PARTS]
     tool_call_id: str
 
 
@@ -122,7 +127,7 @@ ChatMessage = Annotated[
 class FunctionDefinition(BaseModel):
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: Annotated[dict[str, Any] | None, SCHEMA_SIZE] = None
     strict: bool | None = None
 
 

@@ -1,7 +1,8 @@
 """Chat completions on a local model: prompt rendering, engine runs and OpenAI-shaped results.
 
 ``ChatService.start`` does everything that can fail with a client error (unknown model, unsupported
-parameter, prompt too long, queue full) before any byte is sent; the returned ``ChatRun`` is then
+parameter, prompt too long, queue full) before any byte is sent, the CPU-heavy part of it (chat
+template, tokenizer, grammar compiler) in a worker thread; the returned ``ChatRun`` is then
 either collected into one ``ChatCompletion`` or turned into stream chunks.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 from switchboard.engine import GenerationRequest, SequenceHandle, StepOutput
 from switchboard.engine.constraint import Constraint, GrammarError
+from switchboard.engine.prompt_tokens import tokenize_prompt
 from switchboard.engine.request import TokenLogprob
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.protocol.responses import (
@@ -54,6 +56,13 @@ from switchboard.serving.tools import (
 
 class GenerationFailed(RuntimeError):
     """The engine failed mid-generation (reported as a 500-class error)."""
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    tokens: tuple[int, ...]
+    tools: ToolPlan | None
+    constraints: list[Constraint]
 
 
 # Where ``ChatService.start`` lists the runs it starts, for a caller that must account for them
@@ -131,18 +140,14 @@ class ChatService:
         model = self.catalog.get(req.model)
         check_supported(req)
         self._check_token_ids(req, model)
-        tools = plan_tools(req)
-        wanted = requested_grammar(req)
-        if tools is not None and wanted is not None:
-            raise Unsupported(wanted.param, f"{wanted.param} cannot be combined with tools")
-        if tools is not None:
-            wanted = GrammarRequest("tools", tools.grammar)
-        constraints = await self._constraints(req, model, wanted)
-        tokens = self._prompt_tokens(req, model, tools)
+        # Templating, tokenizing and grammar compiling take CPU in proportion to the request:
+        # they run in a worker thread, so the event loop keeps answering everyone else.
+        prepared = await asyncio.to_thread(self._prepare, req, model)
         run = ChatRun(
-            model=model, request=req, prompt_tokens=len(tokens), queue=asyncio.Queue(),
-            expected=samples_to_draw(req), tools=tools, metrics=self.metrics,
+            model=model, request=req, prompt_tokens=len(prepared.tokens), queue=asyncio.Queue(),
+            expected=samples_to_draw(req), tools=prepared.tools, metrics=self.metrics,
         )
+        tokens, constraints = prepared.tokens, prepared.constraints
         params = sampling_params(req, self.default_max_tokens)
         beam = beam_params(req)
         if beam is not None:  # one search; its n outputs are told apart by ``out.choice``
@@ -165,6 +170,18 @@ class ChatService:
             runs.append(run)
         return run
 
+    @classmethod
+    def _prepare(cls, req: ChatCompletionRequest, model: LocalModel) -> _Prepared:
+        """The prompt's tokens, the tool plan and one grammar matcher per choice (worker thread)."""
+        tools = plan_tools(req)
+        wanted = requested_grammar(req)
+        if tools is not None and wanted is not None:
+            raise Unsupported(wanted.param, f"{wanted.param} cannot be combined with tools")
+        if tools is not None:
+            wanted = GrammarRequest("tools", tools.grammar)
+        constraints = cls._constraints(req, model, wanted)
+        return _Prepared(cls._prompt_tokens(req, model, tools), tools, constraints)
+
     @staticmethod
     def _prompt_tokens(
         req: ChatCompletionRequest, model: LocalModel, tools: ToolPlan | None
@@ -173,7 +190,7 @@ class ChatService:
         if tools is not None:
             with_tools_in_system(messages, tools.functions)
         prompt = model.template.render(messages, add_generation_prompt=True)
-        return tuple(model.llama.tokenize(prompt))
+        return tuple(tokenize_prompt(model.llama, prompt, limit=model.context_length))
 
     @staticmethod
     def _sink(run: ChatRun, index: int | None) -> Callable[[StepOutput], None]:
@@ -188,24 +205,19 @@ class ChatService:
         return sink
 
     @staticmethod
-    async def _constraints(
+    def _constraints(
         req: ChatCompletionRequest, model: LocalModel, wanted: GrammarRequest | None
     ) -> list[Constraint]:
-        """One grammar matcher per choice, compiled off the event loop (it can take a while)."""
+        """One grammar matcher per choice."""
         if wanted is None:
             return []
         grammar = model.engine.grammar
-
-        def build() -> list[Constraint]:
-            try:
-                grammar.check(wanted.grammar)
-                first = grammar.matcher(wanted.grammar)
-            except GrammarError as exc:
-                raise Unsupported(
-                    wanted.param, f"{wanted.param} cannot be enforced: {exc}") from exc
-            return [first] + [first.fork() for _ in range(samples_to_draw(req) - 1)]
-
-        return await asyncio.to_thread(build)
+        try:
+            grammar.check(wanted.grammar)
+            first = grammar.matcher(wanted.grammar)
+        except GrammarError as exc:
+            raise Unsupported(wanted.param, f"{wanted.param} cannot be enforced: {exc}") from exc
+        return [first] + [first.fork() for _ in range(samples_to_draw(req) - 1)]
 
     @staticmethod
     def _check_token_ids(req: ChatCompletionRequest, model: LocalModel) -> None:

@@ -15,11 +15,12 @@ from fastapi.responses import JSONResponse, Response
 from switchboard.governance.assembly import Governance
 from switchboard.governance.keys import ApiKey, aware
 from switchboard.governance.registry import KeyNotFound, KeyRegistry
+from switchboard.http.body_limits import CheckedRoute
 from switchboard.http.errors import APIError
 from switchboard.persistence.usage import GROUP_COLUMNS, UsageFilter
 from switchboard.protocol.admin import KeyCreate, KeyUpdate
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], route_class=CheckedRoute)
 RECORD_FIELDS = ("id", "request_id", "created_at", "key_id", "session_id", "endpoint", "model",
                  "deployment", "provider", "stream", "status", "error", "input_tokens",
                  "output_tokens", "cached_tokens", "cost_usd", "latency_s", "ttft_s")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from switchboard.governance.keys import aware
 from switchboard.http.auth import principal
+from switchboard.http.body_limits import CheckedRoute
 from switchboard.http.errors import APIError, to_api_error
 from switchboard.retrieval.buckets import (
     BucketExists,
@@ -29,7 +30,9 @@ from switchboard.retrieval.buckets import (
 )
 from switchboard.retrieval.chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE
 
-router = APIRouter(tags=["retrieval"])
+INT32 = 2**31 - 1  # the chunk-size columns' range on every database
+
+router = APIRouter(tags=["retrieval"], route_class=CheckedRoute)
 
 
 class BucketCreate(BaseModel):
@@ -40,8 +43,8 @@ class EmbedBucket(BaseModel):
     """Telnyx's ``POST /v2/ai/embeddings``."""
 
     bucket_name: str
-    document_chunk_size: int = DEFAULT_CHUNK_SIZE
-    document_chunk_overlap_size: int = DEFAULT_CHUNK_OVERLAP
+    document_chunk_size: int = Field(default=DEFAULT_CHUNK_SIZE, le=INT32)
+    document_chunk_overlap_size: int = Field(default=DEFAULT_CHUNK_OVERLAP, le=INT32)
     embedding_model: str | None = None
     loader: str | None = None
 
@@ -107,8 +110,8 @@ async def delete_bucket(name: str, request: Request) -> dict[str, Any]:
              summary="Upload documents (multipart); embedding runs as a task")
 async def upload(
     name: str, request: Request, files: list[UploadFile],
-    document_chunk_size: int = Form(DEFAULT_CHUNK_SIZE),
-    document_chunk_overlap_size: int = Form(DEFAULT_CHUNK_OVERLAP),
+    document_chunk_size: int = Form(DEFAULT_CHUNK_SIZE, le=INT32),
+    document_chunk_overlap_size: int = Form(DEFAULT_CHUNK_OVERLAP, le=INT32),
 ) -> JSONResponse:
     uploads = [Upload(f.filename or "upload", await f.read()) for f in files]
     try:

@@ -17,6 +17,7 @@ from switchboard.gateway.providers.base import StreamEvent
 from switchboard.gateway.router import ProviderRouter
 from switchboard.http import metering
 from switchboard.http.auth import principal
+from switchboard.http.body_limits import CheckedRoute, header_list
 from switchboard.http.errors import APIError, to_api_error
 from switchboard.http.sse import sse_stream
 from switchboard.protocol.chat import ChatCompletionRequest
@@ -33,7 +34,7 @@ IGNORED_HEADER = "x-switchboard-ignored-params"
 DEPLOYMENT_HEADER = "x-switchboard-deployment"
 T = TypeVar("T")
 
-router = APIRouter(tags=["chat"])
+router = APIRouter(tags=["chat"], route_class=CheckedRoute)
 
 _responses: dict[int | str, dict[str, Any]] = {
     200: {
@@ -88,9 +89,7 @@ async def complete(
 ) -> Response:
     gateway: ProviderRouter = request.app.state.router
     raw = await request.json()
-    headers = {}
-    if body.ignored_params:
-        headers[IGNORED_HEADER] = ",".join(body.ignored_params)
+    headers = ignored_params_headers(body)  # before admission: nothing can fail after it
     try:
         admission = await metering.admit(request, body, raw, deployment)
     except APIError as error:
@@ -137,6 +136,12 @@ async def complete(
     headers[DEPLOYMENT_HEADER] = answer.deployment.id
     return Response(orjson.dumps(answer.completion), media_type="application/json",
                     headers=headers)
+
+
+def ignored_params_headers(body: ChatCompletionRequest) -> dict[str, str]:
+    """``x-switchboard-ignored-params`` naming the fields this server does not know; names a
+    header cannot carry (non-Latin-1, CR, LF, commas) are percent-encoded."""
+    return {IGNORED_HEADER: header_list(body.ignored_params)} if body.ignored_params else {}
 
 
 async def with_last(events: AsyncIterator[StreamEvent],

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from switchboard.gateway.router import ProviderRouter
 from switchboard.governance.governor import Admission, Governor, Outcome
 from switchboard.http.auth import principal
+from switchboard.http.body_limits import CheckedRoute
 from switchboard.http.errors import APIError, to_api_error
 from switchboard.http.request_id import current_request_id
 from switchboard.http.routes.chat import DEPLOYMENT_HEADER
@@ -29,7 +30,7 @@ from switchboard.retrieval.service import (
 )
 from switchboard.serving import ModelNotFound
 
-router = APIRouter(tags=["embeddings"])
+router = APIRouter(tags=["embeddings"], route_class=CheckedRoute)
 
 
 @router.post("/v1/embeddings", response_model=EmbeddingList, summary="Create embeddings",

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from switchboard.gateway.router import ProviderRouter
+from switchboard.http.body_limits import CheckedRoute
 from switchboard.http.errors import APIError
 from switchboard.serving import ModelCatalog
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=CheckedRoute)
 
 
 @router.get("/health", summary="Readiness")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -28,18 +28,21 @@ from switchboard.gateway.router import ProviderRouter, RoutedStream
 from switchboard.governance.governor import Admission
 from switchboard.http import metering
 from switchboard.http.auth import principal
+from switchboard.http.body_limits import CheckedRoute
 from switchboard.http.errors import APIError, to_api_error
-from switchboard.http.routes.chat import until_disconnected, with_last
+from switchboard.http.routes.chat import ignored_params_headers, until_disconnected, with_last
 from switchboard.protocol.chat import ChatCompletionRequest
+from switchboard.protocol.limits import MAX_MESSAGES, at_most
 from switchboard.protocol.messages import last_user_text
 from switchboard.retrieval.augment import Retrieval, augment, retrieval_tools
 
-router = APIRouter(prefix="/api/engine", tags=["llmstudio"])
+router = APIRouter(prefix="/api/engine", tags=["llmstudio"], route_class=CheckedRoute)
 ALIASES = {"openai": "openai-compatible"}
 
 
 class EngineChatRequest(BaseModel):
-    chat_input: str | list[dict[str, Any]]
+    chat_input: Annotated[str | list[dict[str, Any]],
+                          at_most(MAX_MESSAGES, "too_many_messages", "messages")]
     model: str
     is_stream: bool = False
     retries: int = Field(default=0, ge=0, le=10)
@@ -107,10 +110,13 @@ async def chat(provider: str, payload: EngineChatRequest, request: Request) -> R
         "parameters": payload.parameters,
         "session_id": payload.session_id,
     }
+    headers = ignored_params_headers(openai_request)  # before admission: nothing fails after
     try:
         admission = await metering.admit(request, openai_request, body, endpoint="llmstudio")
     except APIError as error:
+        error.headers.update(headers)
         return error.response()
+    headers.update(admission.headers)
     found: Retrieval | None = None
     try:
         if retrieval_tools(openai_request):
@@ -121,14 +127,14 @@ async def chat(provider: str, payload: EngineChatRequest, request: Request) -> R
                                           retries=retries)
             events = stream if found is None else with_last(stream, {"retrieval": found.report()})
             return StreamingResponse(_lines(stream, events, context, admission),
-                                     media_type="application/json", headers=admission.headers)
+                                     media_type="application/json", headers=headers)
         answer = await until_disconnected(
             gateway.complete(openai_request, body, retries=retries), request
         )
     except Exception as exc:  # noqa: BLE001
         error = to_api_error(exc)
         await admission.finish(metering.failed(error))
-        error.headers.update(admission.headers)
+        error.headers.update(headers)
         return error.response()
     if answer is None:
         await admission.finish(metering.failed(APIError(499, "the client disconnected")))
@@ -147,8 +153,7 @@ async def chat(provider: str, payload: EngineChatRequest, request: Request) -> R
     }
     if found is not None:
         result["retrieval"] = found.report()
-    return Response(orjson.dumps(result), media_type="application/json",
-                    headers=admission.headers)
+    return Response(orjson.dumps(result), media_type="application/json", headers=headers)
 
 
 async def _lines(

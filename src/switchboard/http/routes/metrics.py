@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from switchboard.http.body_limits import CheckedRoute
 from switchboard.serving import ServingMetrics
 from switchboard.serving.metrics import CONTENT_TYPE
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=CheckedRoute)
 
 
 @router.get("/metrics", summary="Prometheus metrics")

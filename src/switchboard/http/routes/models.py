@@ -9,12 +9,13 @@ from fastapi import APIRouter, Request
 from switchboard.gateway.config import ModelRoute
 from switchboard.gateway.router import ProviderRouter
 from switchboard.http.auth import principal
+from switchboard.http.body_limits import CheckedRoute
 from switchboard.protocol.responses import ErrorResponse, ModelCard, ModelList
 from switchboard.retrieval.encoder import MAX_TOKENS
 from switchboard.retrieval.service import EmbeddingService
 from switchboard.serving import ModelCatalog, ModelNotFound, ModelsLoading
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], route_class=CheckedRoute)
 
 
 def _card(route: ModelRoute, request: Request, name: str | None = None) -> ModelCard:

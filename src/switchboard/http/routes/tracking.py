@@ -15,9 +15,10 @@ from fastapi import APIRouter, Query, Request
 from switchboard.governance.assembly import Governance
 from switchboard.governance.keys import aware
 from switchboard.http.auth import principal
+from switchboard.http.body_limits import CheckedRoute
 from switchboard.persistence.usage import UsageFilter
 
-router = APIRouter(prefix="/api/tracking", tags=["llmstudio"])
+router = APIRouter(prefix="/api/tracking", tags=["llmstudio"], route_class=CheckedRoute)
 
 
 async def _records(request: Request, session_id: str | None, skip: int, limit: int,
