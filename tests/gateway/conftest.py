@@ -12,6 +12,7 @@ import yaml
 from tests.conftest import API_KEY, RunningServer, free_port, start_server, stop_server
 from tests.gateway.upstream import FakeUpstream, running_upstream
 
+ADMIN_KEY = "sb-admin-gateway-test-0123456789"
 TELKOM_KEY = "telkom-upstream-secret-123"
 OTHER_KEY = "sk-other-upstream-456"
 MSG = [{"role": "user", "content": "Hello"}]
@@ -27,6 +28,7 @@ def fake() -> Iterator[FakeUpstream]:
 def _fresh_script(fake: FakeUpstream) -> None:
     fake.script.clear()
     fake.requests.clear()
+    fake.abandoned = 0
 
 
 def gateway_config(fake: FakeUpstream, second: RunningServer) -> dict:
@@ -35,7 +37,10 @@ def gateway_config(fake: FakeUpstream, second: RunningServer) -> dict:
                 "model": f"{id_}-upstream-name", **extra}
 
     return {
-        "secrets": {"telkom": {"env": "TEST_TELKOM_KEY"}, "other": OTHER_KEY,
+        # "other": a request's api_key_ref may send it to telkom and lone (and to pair-a,
+        # claude and embedder, whose own key it is); "second" only to its own deployment.
+        "secrets": {"telkom": {"env": "TEST_TELKOM_KEY"},
+                    "other": {"value": OTHER_KEY, "deployments": ["telkom", "lone"]},
                     "second": API_KEY},
         "deployments": [
             {"id": "smol", "provider": "local"},
@@ -47,6 +52,10 @@ def gateway_config(fake: FakeUpstream, second: RunningServer) -> dict:
             upstream("cool-a", "/cool-a", failures_before_cooldown=1, cooldown_s=2),
             upstream("cool-b", "/cool-b"),
             upstream("flaky", "/flaky", timeout_s=1, stall_timeout_s=1),
+            # each test of stalls and key references has its own, never cooling down
+            upstream("watchdog", "/watchdog", stall_timeout_s=1, cooldown_s=0),
+            upstream("patient", "/patient", stall_timeout_s=30, cooldown_s=0),
+            upstream("lone", "/lone", cooldown_s=0),
             upstream("dedicated", "/dedicated", dedicated=True),
             {"id": "dead", "provider": "openai-compatible", "model": "x",
              "base_url": f"http://127.0.0.1:{free_port()}/v1", "connect_timeout_s": 1},
@@ -64,6 +73,11 @@ def gateway_config(fake: FakeUpstream, second: RunningServer) -> dict:
             {"name": "cool", "deployments": ["cool-a", "cool-b"], "backoff_s": 0},
             {"name": "flaky", "deployments": ["flaky"], "retries": 0},
             {"name": "flaky-retried", "deployments": ["flaky"], "retries": 1, "backoff_s": 0},
+            {"name": "watchdog", "deployments": ["watchdog"], "retries": 0},
+            {"name": "patient", "deployments": ["patient"], "retries": 0},
+            {"name": "lone-then-spare", "deployments": ["lone"], "retries": 0,
+             "fallbacks": ["spare"]},
+            {"name": "spare", "deployments": ["pair-b"]},
             {"name": "with-fallback", "deployments": ["dead"], "retries": 1, "backoff_s": 0,
              "fallbacks": ["telkom-model"]},
             {"name": "claude", "deployments": ["claude"]},
@@ -82,7 +96,7 @@ def gateway(
     config = tmp / "switchboard.yaml"
     config.write_text(yaml.safe_dump(gateway_config(fake, server)))
     srv = start_server(tmp, "--config", str(config), "--api-key", API_KEY,
-                       env={"TEST_TELKOM_KEY": TELKOM_KEY})
+                       "--admin-key", ADMIN_KEY, env={"TEST_TELKOM_KEY": TELKOM_KEY})
     yield srv
     stop_server(srv)
 

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from switchboard.gateway.accounting import RequestClock, UsageCounter, response_metrics
-from switchboard.gateway.config import GatewayConfig, Price
+from switchboard.gateway.config import GatewayConfig, Price, allows_key_ref
 from switchboard.gateway.providers.dialects import translate_constraint
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.serving import Unsupported
@@ -30,11 +30,30 @@ UP = {"id": "up", "provider": "openai-compatible", "base_url": "http://h/v1", "m
      "a local deployment takes no base_url"),
     ({"deployments": [{**UP, "provider": "nope"}]}, "provider"),
     ({"deployments": [{**UP, "tiemout_s": 3}]}, "tiemout_s"),
+    ({"deployments": [UP], "secrets": {"k": {"value": "s", "deployments": ["nope"]}}},
+     "secret 'k': unknown deployment 'nope'"),
+    ({"deployments": [UP, {"id": "l", "provider": "local"}],
+      "secrets": {"k": {"env": "K", "deployments": ["l"]}}},
+     "secret 'k': deployment 'l' is local and sends no key"),
 ])
 def test_bad_configs_are_named(config: dict, message: str) -> None:
     with pytest.raises(ValidationError) as caught:
         GatewayConfig.model_validate(config)
     assert message in str(caught.value)
+
+
+def test_a_secret_reaches_requests_only_where_it_is_bound() -> None:
+    config = GatewayConfig.model_validate({
+        "secrets": {"own": "s1", "bound": {"value": "s2", "deployments": ["b"]}},
+        "deployments": [{**UP, "id": "a", "api_key_secret": "own"}, {**UP, "id": "b"},
+                        {"id": "l", "provider": "local"}],
+    })
+    a, b, local = config.deployments
+    assert allows_key_ref(config.secrets, "own", a) and not allows_key_ref(config.secrets, "own", b)
+    assert allows_key_ref(config.secrets, "bound", b)
+    assert not allows_key_ref(config.secrets, "bound", a)
+    assert not allows_key_ref(config.secrets, "own", local)
+    assert not allows_key_ref(config.secrets, "unknown", a)
 
 
 def test_defaults_serve_unlisted_deployments_under_their_id() -> None:

@@ -7,7 +7,9 @@ import contextlib
 import time
 from typing import NoReturn
 
+import pytest
 from prometheus_client import CollectorRegistry
+from pytest import MonkeyPatch
 
 from switchboard.gateway.config import GatewayConfig
 from switchboard.gateway.providers.base import Call, ProviderResult, UpstreamFailure
@@ -90,3 +92,46 @@ def test_when_everything_cools_down_the_soonest_back_is_still_tried() -> None:
     bad.failure = None
     assert ask(r) == "bad"
     assert not r.deployments["bad"].cooling(time.monotonic()) and r.deployments["bad"].failures == 0
+
+
+class RateLimitedOnce(Scripted):
+    """Answers 429 (``Retry-After: retry_after_s``) the first time, then normally."""
+
+    def __init__(self, name: str, retry_after_s: float) -> None:
+        super().__init__(name)
+        self.retry_after_s = retry_after_s
+
+    async def complete(self, call: Call) -> ProviderResult:
+        if not self.calls:
+            self.calls += 1
+            raise UpstreamFailure("rate_limited", "slow down", 429,
+                                  retry_after_s=self.retry_after_s)
+        return await super().complete(call)
+
+
+def test_a_429_is_waited_out_and_retried_without_a_cooldown() -> None:
+    limited = RateLimitedOnce("limited", retry_after_s=0.3)
+    r = router("round-robin", {"limited": limited}, retries=1)  # cools after 1 failure, 60 s
+    started = time.monotonic()
+    assert ask(r) == "limited"
+    assert limited.calls == 2 and time.monotonic() - started >= 0.3, "Retry-After was waited"
+    dep = r.deployments["limited"]
+    assert not dep.cooling(time.monotonic()) and dep.failures == 0
+
+
+def test_a_long_retry_after_is_waited_only_up_to_the_cap(monkeypatch: MonkeyPatch) -> None:
+    monkeypatch.setattr("switchboard.gateway.router.MAX_RETRY_WAIT_S", 0.2)
+    limited = RateLimitedOnce("limited", retry_after_s=3600)
+    r = router("round-robin", {"limited": limited}, retries=1)
+    started = time.monotonic()
+    assert ask(r) == "limited" and time.monotonic() - started < 2
+
+
+def test_a_key_ref_not_bound_to_the_model_sends_nothing() -> None:
+    up = Scripted("up")
+    r = router("round-robin", {"up": up})
+    request = REQUEST.model_copy(update={"api_key_ref": "elsewhere"})
+    with pytest.raises(UpstreamFailure) as caught:
+        asyncio.run(r.complete(request, {"messages": []}))
+    assert caught.value.status == 400 and caught.value.body["error"]["param"] == "api_key_ref"
+    assert up.calls == 0

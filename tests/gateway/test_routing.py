@@ -119,6 +119,18 @@ def test_exhausted_429_reaches_the_client_with_retry_after(
     assert r.json()["error"]["code"] == "rate_limited"
 
 
+def test_a_429_with_retry_after_is_waited_out_and_retried_without_a_cooldown(
+    gateway: RunningServer, fake: FakeUpstream
+) -> None:
+    fake.script.extend(["429_wait"])  # Retry-After: 1
+    started = time.monotonic()
+    r = post(gateway, {"model": "flaky-retried", "messages": MSG})
+    assert r.status_code == 200 and r.headers["x-switchboard-deployment"] == "flaky"
+    assert fake.paths() == ["/flaky/v1/chat/completions"] * 2
+    assert 1 <= time.monotonic() - started < 4
+    assert metric(gateway, "switchboard:deployment_cooldown", deployment="flaky") == 0
+
+
 def test_timeout_gives_504_without_hanging(gateway: RunningServer, fake: FakeUpstream) -> None:
     fake.script.extend(["timeout"])
     started = time.monotonic()

@@ -7,9 +7,13 @@ Each request takes the next behaviour from the script (``FakeUpstream.script``),
 - ``ok``: answer (``"answer from <path prefix>"``), with usage; streams in several chunks.
 - ``no_usage``: answer without any usage.
 - ``500``, ``429`` (``Retry-After: 0``), ``400``: that status with an OpenAI error body.
+- ``429_wait``: 429 with ``Retry-After: 1``.
 - ``timeout``: wait 30 s before answering (the caller's timeout fires first).
 - ``reset``: close the connection without an answer.
 - ``stall``: stream two chunks, then go silent for 30 s.
+- ``keepalive``: open a stream and send only ``: keep-alive`` comments (every 0.1 s, for 30 s);
+  ``keepalive_after_first``: the same after one chunk. ``FakeUpstream.abandoned`` counts those
+  the caller closed before the 30 s were over.
 
 Every request is recorded (path, headers, JSON body) in ``FakeUpstream.requests``.
 """
@@ -45,6 +49,7 @@ class FakeUpstream:
     port: int = 0
     script: deque[str] = field(default_factory=deque)
     requests: list[Recorded] = field(default_factory=list)
+    abandoned: int = 0
 
     def url(self, prefix: str = "") -> str:
         return f"http://127.0.0.1:{self.port}{prefix}"
@@ -85,8 +90,12 @@ async def _openai(request: web.Request) -> web.StreamResponse:
         await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
 
     chunk = {**head, "object": "chat.completion.chunk"}
+    if behaviour == "keepalive":
+        return await _keep_alive(request, resp)
     await send({**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                       "finish_reason": None}]})
+    if behaviour == "keepalive_after_first":
+        return await _keep_alive(request, resp)
     for i, word in enumerate(words):
         if behaviour == "stall" and i == 2:
             await asyncio.sleep(30)
@@ -96,6 +105,18 @@ async def _openai(request: web.Request) -> web.StreamResponse:
     if behaviour != "no_usage" and (body.get("stream_options") or {}).get("include_usage"):
         await send({**chunk, "choices": [], "usage": usage})
     await resp.write(b"data: [DONE]\n\n")
+    return resp
+
+
+async def _keep_alive(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+    """SSE comments only, for 30 s or until the caller closes the connection."""
+    try:
+        for _ in range(300):
+            await resp.write(b": keep-alive\n\n")
+            await asyncio.sleep(0.1)
+    except (ConnectionError, asyncio.CancelledError):
+        request.app[FAKE].abandoned += 1
+        raise
     return resp
 
 
@@ -124,9 +145,9 @@ async def _receive(
 
 
 async def _failure(request: web.Request, behaviour: str) -> web.StreamResponse | None:
-    if behaviour in ("500", "429", "400"):
-        status = int(behaviour)
-        headers = {"Retry-After": "0"} if status == 429 else {}
+    if behaviour in ("500", "429", "400", "429_wait"):
+        status = int(behaviour[:3])
+        headers = {"Retry-After": "1" if behaviour == "429_wait" else "0"} if status == 429 else {}
         error = {"error": {"message": f"simulated {status}", "type": "test_error",
                            "param": "messages" if status == 400 else None, "code": None}}
         return web.json_response(error, status=status, headers=headers)

@@ -5,6 +5,7 @@ the server at start with a message that names the offending entry::
 
     secrets:
       vllm: {env: VLLM_API_KEY}          # or a literal string
+      team-b: {env: TEAM_B_KEY, deployments: [vllm-a]}   # usable as a request's api_key_ref
     deployments:
       - id: smol                         # the embedded model (or `path: model.gguf`)
         provider: local
@@ -39,10 +40,20 @@ class _Strict(BaseModel):
 
 
 class SecretSource(_Strict):
-    """A secret's value, or the environment variable that holds it (resolved at start)."""
+    """A secret's value, or the environment variable that holds it (resolved at start), and the
+    upstream deployments a request may send it to by naming it in ``api_key_ref``.
+
+    A deployment whose own ``api_key_secret`` it is uses it regardless; a request's
+    ``api_key_ref`` reaches only the deployments listed here (or that own it), so a caller can
+    never send a stored key to an upstream it was not meant for.
+    """
 
     value: SecretStr | None = None
     env: str | None = None
+    deployments: list[str] = Field(
+        default_factory=list,
+        description="Deployments a request's `api_key_ref` may send this secret to.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -183,6 +194,7 @@ class GatewayConfig(_Strict):
                     f"deployment {dep.id!r}: api_key_secret {dep.api_key_secret!r} "
                     "is not in secrets"
                 )
+        _check_secret_bindings(self.secrets, {d.id: d for d in self.deployments})
         for route in self.models:
             for dep_id in route.deployments:
                 if dep_id not in known:
@@ -193,6 +205,29 @@ class GatewayConfig(_Strict):
                 if fallback in (route.name, *route.aliases):
                     raise ValueError(f"model {route.name!r}: a model cannot fall back to itself")
         return self
+
+
+def _check_secret_bindings(
+    secrets: dict[str, SecretSource], deployments: dict[str, DeploymentConfig]
+) -> None:
+    """Each secret is bound only to upstream deployments that exist."""
+    for name, source in secrets.items():
+        for dep_id in source.deployments:
+            dep = deployments.get(dep_id)
+            if dep is None:
+                raise ValueError(f"secret {name!r}: unknown deployment {dep_id!r}")
+            if dep.provider == "local":
+                raise ValueError(
+                    f"secret {name!r}: deployment {dep_id!r} is local and sends no key"
+                )
+
+
+def allows_key_ref(secrets: dict[str, SecretSource], name: str, dep: DeploymentConfig) -> bool:
+    """Whether a request's ``api_key_ref: name`` may be sent to the upstream ``dep``."""
+    source = secrets.get(name)
+    if source is None or dep.provider == "local":
+        return False
+    return dep.api_key_secret == name or dep.id in source.deployments
 
 
 def _no_duplicates(what: str, values: list[str]) -> None:

@@ -5,8 +5,10 @@ For each request: resolve the model (name or alias), pick a deployment by the mo
 error, timeout, reset, 429, 5xx, local queue full) before the first byte reaches the client is
 retried, on another deployment when there is one, with exponential backoff (or the upstream's
 ``Retry-After``) when the same one is tried again; after the model's retries its ``fallbacks`` are
-tried in order. Failing deployments cool down for a while and come back on their own. Streams
-pass through event by event; usage, timing and cost are measured on every answer.
+tried in order. Failing deployments cool down for a while and come back on their own; a 429 or a
+full queue is back-pressure on one request, not ill health, and cools nothing down. A request's
+``api_key_ref`` limits it to the deployments its secret is bound to. Streams pass through event
+by event; usage, timing and cost are measured on every answer.
 """
 
 from __future__ import annotations
@@ -25,22 +27,32 @@ from switchboard.gateway.accounting import (
     estimate_tokens,
     response_metrics,
 )
-from switchboard.gateway.config import DeploymentConfig, GatewayConfig, ModelRoute, Price
+from switchboard.gateway.config import (
+    DeploymentConfig,
+    GatewayConfig,
+    ModelRoute,
+    Price,
+    allows_key_ref,
+)
 from switchboard.gateway.providers.base import (
     Call,
     Provider,
-    StreamEvent,
     UpstreamFailure,
     UpstreamStream,
+    key_ref_refused,
 )
+from switchboard.gateway.routed_stream import RoutedStream
 from switchboard.gateway.telemetry import GatewayTelemetry
 from switchboard.protocol.chat import ChatCompletionRequest
-from switchboard.serving import ModelNotFound, Unsupported
+from switchboard.serving import ModelNotFound
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_RETRY_WAIT_S = 5.0  # a longer Retry-After is waited only this long
+# Back-pressure on one request (an upstream's 429, a full local queue): retried after its wait,
+# but no sign that the deployment is unhealthy, so it counts toward no cooldown.
+BACKPRESSURE: frozenset[str] = frozenset({"rate_limited", "overloaded"})
 LATENCY_SMOOTHING = 0.3
 
 
@@ -144,13 +156,17 @@ class ProviderRouter:
         return Call(request, body, api_key=self._stored_key(request.api_key_ref, dep))
 
     def _stored_key(self, name: str | None, dep: Deployment) -> str | None:
-        """The secret an ``api_key_ref`` names (upstream deployments only)."""
-        if not name or dep.kind == "local":
+        """The secret an ``api_key_ref`` names, if it is bound to ``dep`` (else refused)."""
+        if not name:
             return None
         key = self._secrets.get(name)
-        if key is None:
-            raise Unsupported("api_key_ref", f"no stored key is named {name!r}")
+        if key is None or not self.allows_key_ref(name, dep):
+            raise key_ref_refused(name)
         return key
+
+    def allows_key_ref(self, name: str | None, dep: Deployment) -> bool:
+        """Whether a request naming ``api_key_ref: name`` (``None``: none) may go to ``dep``."""
+        return name is None or allows_key_ref(self.config.secrets, name, dep.config)
 
     async def _attempt(self, dep: Deployment, attempts: _Attempts, work: Awaitable[T]) -> T | None:
         """One attempt on ``dep`` with its health bookkeeping; ``None`` when it failed in a way
@@ -182,7 +198,8 @@ class ProviderRouter:
     ) -> Answer:
         """``deployment``: only that (dedicated) one; ``retries`` overrides the model's."""
         attempts = _Attempts()
-        async for dep, route in self._candidates(request.model, deployment, attempts, retries):
+        async for dep, route in self._candidates(request.model, deployment, attempts, retries,
+                                                 request.api_key_ref):
             clock = RequestClock()
             call = self._call(request, body, dep)
             result = await self._attempt(dep, attempts, dep.provider.complete(call))
@@ -208,9 +225,12 @@ class ProviderRouter:
         """An embeddings request on a model's deployments, with the same retries, fallbacks and
         cooldowns as chat; ``metrics`` (input tokens, cost, latency) added to the answer."""
         attempts = _Attempts()
-        async for dep, route in self._candidates(model, None, attempts):
+        key_ref = body.get("api_key_ref")
+        if key_ref is not None and not isinstance(key_ref, str):
+            raise key_ref_refused(str(key_ref))
+        async for dep, route in self._candidates(model, None, attempts, key_ref=key_ref):
             clock = RequestClock()
-            key = self._stored_key(body.get("api_key_ref"), dep)
+            key = self._stored_key(key_ref, dep)
             answer = await self._attempt(dep, attempts, dep.provider.embed(body, key))
             if answer is None:
                 continue
@@ -238,12 +258,14 @@ class ProviderRouter:
     ) -> RoutedStream:
         """Open a stream; retries and fallbacks happen until its first event has arrived."""
         attempts = _Attempts()
-        async for dep, route in self._candidates(request.model, deployment, attempts, retries):
+        async for dep, route in self._candidates(request.model, deployment, attempts, retries,
+                                                 request.api_key_ref):
             clock = RequestClock()
+            call = self._call(request, body, dep)
             self.begin(dep)
             upstream: UpstreamStream | None = None
             try:
-                upstream = await dep.provider.stream(self._call(request, body, dep))
+                upstream = await dep.provider.stream(call)
                 events = upstream.__aiter__()
                 try:
                     first = await anext(events)
@@ -258,10 +280,11 @@ class ProviderRouter:
                 if not failure.retryable:
                     raise
                 continue
-            except BaseException:
+            except BaseException as exc:  # the client left (cancelled), or a bad request
                 if upstream is not None:
                     await upstream.aclose()
-                self.end(dep, "client_error")
+                cancelled = isinstance(exc, asyncio.CancelledError)
+                self.end(dep, "cancelled" if cancelled else "client_error")
                 raise
             return RoutedStream(self, dep, route, body, upstream, events, first, clock,
                                 include_usage)
@@ -271,11 +294,17 @@ class ProviderRouter:
 
     async def _candidates(
         self, model: str | None, deployment: str | None, attempts: _Attempts,
-        retries: int | None = None,
+        retries: int | None = None, key_ref: str | None = None,
     ) -> AsyncIterator[tuple[Deployment, ModelRoute | None]]:
-        """Deployments to try, in order, sleeping between attempts where a backoff is due."""
+        """Deployments to try, in order, sleeping between attempts where a backoff is due.
+
+        With ``key_ref``, only deployments its secret is bound to: a model none of whose own
+        deployments may use it is refused before anything is sent, and fallbacks skip the
+        deployments (and models) it is not bound to."""
         if deployment is not None:
             dep = self.dedicated(deployment)
+            if not self.allows_key_ref(key_ref, dep):
+                raise key_ref_refused(str(key_ref))
             route = self.route_of(dep)
             extra = retries if retries is not None else (route.retries if route else 2)
             for n in range(1 + extra):
@@ -284,14 +313,17 @@ class ProviderRouter:
                 yield dep, route
             return
         first = self.resolve(model)
-        chain = [first] + [self.routes[name] for name in first.fallbacks]
+        if not self._pool(first, key_ref):
+            raise key_ref_refused(str(key_ref))
+        chain = [first] + [r for r in (self.routes[name] for name in first.fallbacks)
+                           if self._pool(r, key_ref)]
         for position, route in enumerate(chain):
             if position:
                 self.telemetry.fallbacks.labels(first.name, route.name).inc()
                 log.warning("model %s: falling back to %s", first.name, route.name)
             for n in range(1 + (retries if retries is not None else route.retries)):
                 dep = self._pick(route, attempts.tried, probe=not attempts.tried and
-                                 position == len(chain) - 1)
+                                 position == len(chain) - 1, key_ref=key_ref)
                 if dep is None:
                     break
                 if dep.id in attempts.tried:
@@ -299,9 +331,15 @@ class ProviderRouter:
                 attempts.tried.append(dep.id)
                 yield dep, route
 
-    def _pick(self, route: ModelRoute, tried: list[str], probe: bool) -> Deployment | None:
-        now = time.monotonic()
+    def _pool(self, route: ModelRoute, key_ref: str | None) -> list[Deployment]:
+        """The route's deployments a request with ``key_ref`` may go to."""
         pool = [self.deployments[d] for d in route.deployments]
+        return [d for d in pool if self.allows_key_ref(key_ref, d)]
+
+    def _pick(self, route: ModelRoute, tried: list[str], probe: bool,
+              key_ref: str | None = None) -> Deployment | None:
+        now = time.monotonic()
+        pool = self._pool(route, key_ref)
         healthy = [d for d in pool if not d.cooling(now)]
         fresh = [d for d in healthy if d.id not in tried]
         candidates = fresh or healthy
@@ -365,20 +403,16 @@ class ProviderRouter:
         self.telemetry.ttft.labels(dep.id, dep.kind).observe(ttft)
 
     def failed(self, dep: Deployment, failure: UpstreamFailure) -> None:
-        """Count the failure; retryable ones (the deployment's fault) lead to a cooldown."""
+        """Count the failure; retryable ones that are the deployment's fault (not back-pressure
+        such as a 429, which the request's retry waits out) lead to a cooldown."""
         self.end(dep, "failure")
         self.telemetry.failures.labels(dep.id, dep.kind, failure.kind).inc()
         log.warning("deployment %s failed (%s): %s", dep.id, failure.kind, failure.message)
-        if not failure.retryable:
+        if not failure.retryable or failure.kind in BACKPRESSURE:
             return
         dep.failures += 1
-        cooldown = 0.0
-        if failure.kind == "rate_limited" and failure.retry_after_s:
-            cooldown = failure.retry_after_s
-        if dep.failures >= dep.config.failures_before_cooldown:
-            cooldown = max(cooldown, dep.config.cooldown_s)
-        if cooldown:
-            dep.cooldown_until = time.monotonic() + cooldown
+        if dep.failures >= dep.config.failures_before_cooldown and dep.config.cooldown_s:
+            dep.cooldown_until = time.monotonic() + dep.config.cooldown_s
             self.telemetry.cooldown.labels(dep.id, dep.kind).set(1)
 
     @staticmethod
@@ -405,91 +439,3 @@ def _embedding_texts(body: dict[str, Any]) -> list[str]:
         return [v for v in value if isinstance(v, str)]
     return []
 
-
-class RoutedStream:
-    """A started stream: the upstream's events, then (when asked) a usage chunk with metrics."""
-
-    def __init__(
-        self,
-        router: ProviderRouter,
-        dep: Deployment,
-        route: ModelRoute | None,
-        body: dict[str, Any],
-        upstream: UpstreamStream,
-        events: AsyncIterator[StreamEvent],
-        first: StreamEvent,
-        clock: RequestClock,
-        include_usage: bool,
-    ) -> None:
-        self.router = router
-        self.deployment = dep
-        self.route = route
-        self._body = body
-        self._upstream = upstream
-        self._events = events
-        self._first = first
-        self._clock = clock
-        self._include_usage = include_usage
-        self.metrics: dict[str, Any] | None = None
-        self.usage: dict[str, Any] | None = None
-        self.failure: UpstreamFailure | None = None
-        self.completed = False  # the upstream's stream reached its end
-        self._counter = UsageCounter()
-        self._closed = False
-
-    def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        return self._run()
-
-    async def _run(self) -> AsyncIterator[StreamEvent]:
-        counter = self._counter
-        head = self._first.chunk
-        event: StreamEvent | None = self._first
-        try:
-            while event is not None:
-                if counter.observe_chunk(event.chunk):
-                    self._clock.token()
-                if not (event.chunk.get("usage") and not event.chunk.get("choices")):
-                    yield event  # a usage-only chunk is replaced by ours below
-                event = await anext(self._events, None)
-        except UpstreamFailure as failure:
-            self.failure = failure
-            self._finish(failure)
-            raise
-        except BaseException:
-            self._finish(None, "cancelled")
-            raise
-        self._finish(None)
-        if self._include_usage:
-            yield StreamEvent({"id": head.get("id"), "object": "chat.completion.chunk",
-                               "created": head.get("created"), "model": head.get("model"),
-                               "choices": [], "usage": self.usage, "metrics": self.metrics})
-
-    @property
-    def output_text(self) -> str:
-        """The text (and tool-call arguments) streamed so far."""
-        return "".join(self._counter.text)
-
-    def _measure(self) -> None:
-        """Usage and metrics of what streamed so far (a cut stream is charged what it sent)."""
-        self._clock.stop()
-        usage, estimated = self._counter.final(self._body, self.router.tokenize)
-        price = self.router.price(self.deployment, self.route)
-        self.usage = usage
-        self.metrics = response_metrics(usage, price, self._clock, estimated)
-
-    def _finish(self, failure: UpstreamFailure | None, outcome: str = "success") -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.completed = failure is None and outcome == "success"
-        self._measure()
-        if failure is not None:
-            self.router.failed(self.deployment, failure)
-        elif outcome == "success":
-            self.router.succeeded(self.deployment, self._clock)
-        else:
-            self.router.end(self.deployment, outcome)
-
-    async def aclose(self) -> None:
-        self._finish(None, "cancelled")
-        await self._upstream.aclose()

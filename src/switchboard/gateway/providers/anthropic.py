@@ -26,7 +26,7 @@ from switchboard.gateway.providers.base import (
     UpstreamFailure,
     no_embeddings,
 )
-from switchboard.gateway.providers.transport import UpstreamClient, sse_payloads
+from switchboard.gateway.providers.transport import StallWatch, UpstreamClient, sse_payloads
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.serving.constraints import requested_constraints
 from switchboard.serving.params import Unsupported
@@ -249,17 +249,21 @@ class AnthropicStream:
         usage: dict[str, Any] = {}
         tool_index: dict[int, int] = {}  # content block index -> tool call index
 
+        watch = StallWatch(self._stall)  # every event but `ping` (a keep-alive) is progress
+
         def chunk(delta: dict[str, Any] | None, finish: str | None = None) -> StreamEvent:
             choices = [] if delta is None else [
                 {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
             return StreamEvent({**head, "choices": choices})
 
-        async for payload in sse_payloads(self._resp, self._stall):
+        async for payload in sse_payloads(self._resp, watch):
             try:
                 event = orjson.loads(payload)
                 kind = event["type"]
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                 raise UpstreamFailure("bad_response", "invalid Anthropic stream event") from exc
+            if kind != "ping":
+                watch.progressed()
             if kind == "message_start":
                 message = event["message"]
                 head["id"] = "chatcmpl-" + str(message.get("id", "")).removeprefix("msg_")

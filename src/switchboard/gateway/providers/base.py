@@ -31,6 +31,17 @@ def no_embeddings(kind: str) -> UpstreamFailure:
                                       "code": "model_not_embedding"}})
 
 
+def key_ref_refused(name: str) -> UpstreamFailure:
+    """A request's ``api_key_ref`` names no stored key this model's deployments may use (an
+    unknown name reads the same, so names are not revealed); nothing has been sent upstream."""
+    message = (f"no stored key named {name!r} may be used with this model "
+               "(a secret is usable only by the deployments it is bound to)")
+    return UpstreamFailure("client_error", message, 400,
+                           {"error": {"message": message, "type": "invalid_request_error",
+                                      "param": "api_key_ref",
+                                      "code": "api_key_ref_not_allowed"}})
+
+
 class UpstreamFailure(Exception):
     """A deployment could not answer. ``status``/``body`` hold the upstream's own error, if any."""
 

@@ -23,7 +23,7 @@ from switchboard.gateway.providers.base import (
     UpstreamFailure,
 )
 from switchboard.gateway.providers.dialects import translate_constraint
-from switchboard.gateway.providers.transport import UpstreamClient, sse_payloads
+from switchboard.gateway.providers.transport import StallWatch, UpstreamClient, sse_payloads
 
 # Our own request fields that mean nothing upstream.
 LOCAL_ONLY_FIELDS = ("api_key_ref", "session_id")
@@ -100,7 +100,9 @@ class SSEStream:
         return self._events()
 
     async def _events(self) -> AsyncIterator[StreamEvent]:
-        async for payload in sse_payloads(self._resp, self._stall):
+        watch = StallWatch(self._stall)
+        async for payload in sse_payloads(self._resp, watch):
+            watch.progressed()
             yield _event(payload)
 
     async def aclose(self) -> None:

@@ -1,26 +1,63 @@
 """The HTTP side shared by upstream providers: pooled aiohttp sessions, server-sent events read
-off a response, and transport errors and error statuses turned into ``UpstreamFailure``s (a read
-that waits past the stall timeout is a ``stall``)."""
+off a response, and transport errors and error statuses turned into ``UpstreamFailure``s.
+
+A stream ``stall``s when the upstream sends no *event* for the stall timeout: comments
+(``: keep-alive``) and other lines without data do not count, nor do events the provider drops
+(Anthropic's ``ping``), so an upstream that only keeps the connection alive cannot hold a client
+forever. Only time spent waiting on the upstream counts, not the time the client takes to read.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp.http_exceptions import LineTooLong
 
 from switchboard.gateway.config import DeploymentConfig
 from switchboard.gateway.providers.base import UpstreamFailure
 
 
-async def sse_payloads(
-    resp: aiohttp.ClientResponse, stall_timeout_s: float
-) -> AsyncIterator[bytes]:
-    """The ``data`` of each event (multi-line data joined), up to ``[DONE]`` or end of body."""
+class StallWatch:
+    """How long a stream has waited on its upstream since the last event that counts."""
+
+    def __init__(self, stall_timeout_s: float) -> None:
+        self.stall_timeout_s = stall_timeout_s
+        self.silent_s = 0.0
+
+    def progressed(self) -> None:
+        """An event the client will see arrived: the silence starts over."""
+        self.silent_s = 0.0
+
+    async def read_line(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The next line of the body (``b""`` at its end), or a ``stall`` failure once the
+        silence reaches the stall timeout."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout(max(0.0, self.stall_timeout_s - self.silent_s)):
+                return await resp.content.readline()
+        except TimeoutError as exc:
+            raise UpstreamFailure(
+                "stall", f"the upstream sent no event for {self.stall_timeout_s:g} s"
+            ) from exc
+        finally:
+            self.silent_s += loop.time() - started
+
+
+async def sse_payloads(resp: aiohttp.ClientResponse, watch: StallWatch) -> AsyncIterator[bytes]:
+    """The ``data`` of each event (multi-line data joined), up to ``[DONE]`` or end of body.
+
+    The caller tells ``watch`` which events count as progress; lines without data never do."""
     data: list[bytes] = []
     try:
-        async for line in resp.content:
+        while line := await watch.read_line(resp):
             line = line.rstrip(b"\r\n")
             if line.startswith(b"data:"):
                 data.append(line[5:].lstrip())
@@ -30,16 +67,19 @@ async def sse_payloads(
             payload = b"\n".join(data)
             data = []
             if payload == b"[DONE]":
+                resp.release()  # the connection goes back to the pool if the body has ended
                 return
             yield payload
         if data and data[0] != b"[DONE]":
             yield b"\n".join(data)
-    except TimeoutError as exc:
-        raise UpstreamFailure("stall", f"the stream stalled for {stall_timeout_s:g} s") from exc
+        resp.release()
     except aiohttp.ClientError as exc:
         raise transport_failure(exc) from exc
+    except (LineTooLong, ValueError) as exc:  # a line past aiohttp's buffer limit
+        raise UpstreamFailure("bad_response", f"the upstream sent an unreadable stream: {exc}") \
+            from exc
     finally:
-        resp.release()
+        resp.close()  # cut short (a stall, the client left): the upstream stops generating
 
 
 def transport_failure(exc: Exception) -> UpstreamFailure:
@@ -54,11 +94,22 @@ def transport_failure(exc: Exception) -> UpstreamFailure:
 
 
 def retry_after(headers: Any) -> float | None:
+    """Seconds from ``Retry-After``: a number of seconds or an HTTP date (``None`` if absent or
+    unreadable, never negative or infinite)."""
     value = headers.get("Retry-After") if headers is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 class UpstreamClient:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
 
 from switchboard.gateway.accounting import RequestClock
 from switchboard.gateway.providers.base import StreamEvent
@@ -104,8 +105,9 @@ async def complete(
         if retrieval_tools(body):
             body, raw, found = await augment(request.app.state.buckets, principal(request),
                                              body, raw)
-        if body.stream:
-            stream = await gateway.stream(body, raw, deployment, include_usage=body.include_usage)
+        if body.stream:  # until the first event: retries, backoffs, an upstream's keep-alives
+            stream = await until_disconnected(
+                gateway.stream(body, raw, deployment, include_usage=body.include_usage), request)
         else:
             answer = await until_disconnected(gateway.complete(body, raw, deployment), request)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
@@ -115,6 +117,10 @@ async def complete(
         return error.response()
     finally:
         started_runs.reset(listed)
+    if (stream if body.stream else answer) is None:  # the client left; its attempts are cancelled
+        await admission.finish(metering.cut_off(request, raw, body.model, deployment, runs,
+                                                clock))
+        return Response(status_code=499)
     if body.stream:
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
                         DEPLOYMENT_HEADER: stream.deployment.id})
@@ -125,11 +131,10 @@ async def complete(
 
         events = stream if found is None else with_last(stream, {"retrieval": found.report()})
         frames = sse_stream(events, lambda exc: to_api_error(exc).body(), closed)
-        return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
-    if answer is None:
-        await admission.finish(metering.cut_off(request, raw, body.model, deployment, runs,
-                                                clock))
-        return Response(status_code=499)
+        # `closed` again afterwards (a no-op if the frames ran it): a client already gone when
+        # the response starts cancels it before the frames' generator runs at all
+        return StreamingResponse(frames, media_type="text/event-stream", headers=headers,
+                                 background=BackgroundTask(closed))
     await admission.finish(metering.answered(answer))
     if found is not None:
         answer.completion["retrieval"] = found.report()
@@ -168,6 +173,7 @@ async def until_disconnected(work: Awaitable[T], request: Request) -> T | None:
     if task in done:
         return task.result()
     task.cancel()
+    await asyncio.wait({task})  # its cleanup (in-flight count, upstream connection) is done
     return None
 
 

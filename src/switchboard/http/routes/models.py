@@ -1,6 +1,7 @@
 """``GET /v1/models`` and ``GET /v1/models/{id}``: the public model names (aliases resolve);
-a key limited to some models sees only those. Also at Telnyx's base paths (``/v2/ai``,
-``/v2/ai/openai``), with Telnyx's list of embedding models."""
+a key limited to some models sees only those (another model's card is a 404, as for a model that
+does not exist). Also at Telnyx's base paths (``/v2/ai``, ``/v2/ai/openai``), with Telnyx's list
+of embedding models."""
 
 from __future__ import annotations
 
@@ -77,6 +78,12 @@ def _embedding_card(embeddings: EmbeddingService, name: str | None = None) -> Mo
 async def get_model(model_id: str, request: Request) -> ModelCard:
     gateway: ProviderRouter = request.app.state.router
     embeddings: EmbeddingService = request.app.state.embeddings
+    key = principal(request).key
     if model_id in embeddings.aliases and model_id not in gateway.routes:
+        if key is not None and not key.allows(*embeddings.aliases):
+            raise ModelNotFound(model_id)
         return _embedding_card(embeddings, model_id)
-    return _card(gateway.resolve(model_id), request, model_id)
+    route = gateway.routes.get(model_id)  # by name only: "" is not the default model here
+    if route is None or (key is not None and not key.allows(route.name, *route.aliases)):
+        raise ModelNotFound(model_id)
+    return _card(route, request, model_id)
