@@ -17,6 +17,8 @@ from switchboard.gateway.assembly import build_router
 from switchboard.governance.assembly import build_governance
 from switchboard.http.auth import authenticate, require_admin
 from switchboard.http.errors import install_error_handlers
+from switchboard.http.nosniff import NoSniffMiddleware
+from switchboard.http.openapi import AUTHENTICATED, error_responses
 from switchboard.http.request_id import RequestIdMiddleware
 from switchboard.http.routes import (
     admin,
@@ -80,11 +82,14 @@ def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastA
                                       api.state.embeddings)
     install_error_handlers(api)
     api.add_middleware(RequestIdMiddleware)
+    api.add_middleware(NoSniffMiddleware)
     api.include_router(health.router)
     api.include_router(metrics.router)
     for routes in (chat, embeddings, buckets, models, llmstudio, tracking):
-        api.include_router(routes.router, dependencies=[Depends(authenticate)])
-    api.include_router(admin.router, dependencies=[Depends(require_admin)])
+        api.include_router(routes.router, dependencies=[Depends(authenticate)],
+                           responses=error_responses(*AUTHENTICATED))
+    api.include_router(admin.router, dependencies=[Depends(require_admin)],
+                       responses=error_responses(*AUTHENTICATED, 403))
     ui.mount(api)
     if not settings.root_path:
         return api
@@ -94,5 +99,6 @@ def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastA
     outer.state = api.state
     outer.include_router(health.router, include_in_schema=False)
     outer.add_middleware(RequestIdMiddleware)
+    outer.add_middleware(NoSniffMiddleware)
     outer.mount(settings.root_path, api)
     return outer

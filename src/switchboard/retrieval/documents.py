@@ -1,19 +1,25 @@
 """Text out of uploaded files: ``.txt``, ``.md``, ``.html``, ``.pdf`` (pypdf), ``.json``,
 ``.csv``. A file that is empty, of another type, not valid in its format, or holds no text is
-refused with ``DocumentError`` before anything is stored."""
+refused with ``DocumentError`` before anything is stored, as is a filename the database cannot
+hold (longer than ``MAX_FILENAME_CHARS``, or with control characters such as NUL). The text
+keeps no NUL characters and no lone surrogates (``\\ud800`` in JSON), which databases refuse."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import unicodedata
 from html.parser import HTMLParser
 from typing import ClassVar
+
+from switchboard.persistence.tables import documents as documents_table
 
 TYPES = {".txt": "text/plain", ".md": "text/markdown", ".html": "text/html",
          ".htm": "text/html", ".pdf": "application/pdf", ".json": "application/json",
          ".csv": "text/csv"}
 MAX_BYTES = 50 * 1024 * 1024
+MAX_FILENAME_CHARS: int = documents_table.c.filename.type.length  # type: ignore[attr-defined]
 
 
 class DocumentError(ValueError):
@@ -28,8 +34,18 @@ def content_type(filename: str) -> str:
     return TYPES[suffix]
 
 
+def check_filename(filename: str) -> None:
+    """Refuse a filename the database cannot store or a listing cannot show."""
+    if len(filename) > MAX_FILENAME_CHARS:
+        raise DocumentError(f"{filename[:40]}…: the filename is longer than "
+                            f"{MAX_FILENAME_CHARS} characters")
+    if any(unicodedata.category(c) == "Cc" for c in filename):
+        raise DocumentError(f"{filename!r}: the filename holds control characters")
+
+
 def extract_text(filename: str, data: bytes) -> tuple[str, str]:
     """(content type, text)."""
+    check_filename(filename)
     kind = content_type(filename)
     if not data:
         raise DocumentError(f"{filename}: the file is empty")
@@ -44,10 +60,15 @@ def extract_text(filename: str, data: bytes) -> tuple[str, str]:
             raise DocumentError(f"{filename}: not UTF-8 text ({exc.reason})") from exc
         text = {"text/html": _html, "application/json": _json, "text/csv": _csv}.get(
             kind, lambda _name, value: value)(filename, raw)
-    text = text.strip()
+    text = _storable(text).strip()
     if not text:
         raise DocumentError(f"{filename}: no text in the file")
     return kind, text
+
+
+def _storable(text: str) -> str:
+    """``text`` without NUL characters, each lone surrogate as ``?``."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 def _pdf(filename: str, data: bytes) -> str:
@@ -102,7 +123,12 @@ def _json(filename: str, raw: str) -> str:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise DocumentError(f"{filename}: not valid JSON ({exc.msg}, line {exc.lineno})") from exc
-    return json.dumps(value, indent=1, ensure_ascii=False)
+    except RecursionError as exc:  # the parser's own depth limit
+        raise DocumentError(f"{filename}: JSON nested too deeply to read") from exc
+    try:
+        return json.dumps(value, indent=1, ensure_ascii=False)
+    except RecursionError:  # readable but too deep to lay out again: the file's own text
+        return raw
 
 
 def _csv(filename: str, raw: str) -> str:

@@ -17,6 +17,7 @@ from switchboard.governance.keys import ApiKey, aware
 from switchboard.governance.registry import KeyNotFound, KeyRegistry
 from switchboard.http.body_limits import CheckedRoute
 from switchboard.http.errors import APIError
+from switchboard.http.openapi import content_response, error_responses
 from switchboard.persistence.usage import GROUP_COLUMNS, UsageFilter
 from switchboard.protocol.admin import KeyCreate, KeyUpdate
 
@@ -41,7 +42,8 @@ async def _key(key_id: str, action: Awaitable[ApiKey]) -> dict[str, Any]:
     return key.public()
 
 
-@router.post("/keys", status_code=201, summary="Create an API key (its secret is shown once)")
+@router.post("/keys", status_code=201, summary="Create an API key (its secret is shown once)",
+             responses=error_responses(400))
 async def create_key(spec: KeyCreate, request: Request) -> JSONResponse:
     key, secret = await _registry(request).create(spec.model_dump(exclude_unset=True))
     return JSONResponse({**key.public(), "key": secret}, status_code=201)
@@ -53,23 +55,27 @@ async def list_keys(request: Request, include_revoked: bool = False) -> dict[str
     return {"object": "list", "data": [k.public() for k in keys]}
 
 
-@router.get("/keys/{key_id}", summary="Read an API key (by id or prefix)")
+@router.get("/keys/{key_id}", summary="Read an API key (by id or prefix)",
+            responses=error_responses(404))
 async def get_key(key_id: str, request: Request) -> dict[str, Any]:
     return await _key(key_id, _registry(request).get(key_id))
 
 
-@router.patch("/keys/{key_id}", summary="Change an API key's name, models or limits")
+@router.patch("/keys/{key_id}", summary="Change an API key's name, models or limits",
+              responses=error_responses(400, 404))
 async def update_key(key_id: str, spec: KeyUpdate, request: Request) -> dict[str, Any]:
     values = spec.model_dump(exclude_unset=True)
     return await _key(key_id, _registry(request).update(key_id, values))
 
 
-@router.delete("/keys/{key_id}", summary="Revoke an API key")
+@router.delete("/keys/{key_id}", summary="Revoke an API key", responses=error_responses(404))
 async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
     return await _key(key_id, _registry(request).revoke(key_id))
 
 
-@router.get("/usage", summary="Usage from the ledger: records, or totals grouped by key/model/day")
+@router.get("/usage", summary="Usage from the ledger: records, or totals grouped by key/model/day",
+            responses={**content_response("text/csv", "The records or totals, as JSON or "
+                                          "(`format=csv`) CSV"), **error_responses(400)})
 async def usage(
     request: Request,
     key_id: str | None = None,

@@ -21,6 +21,7 @@ from switchboard.governance.keys import aware
 from switchboard.http.auth import principal
 from switchboard.http.body_limits import CheckedRoute
 from switchboard.http.errors import APIError, to_api_error
+from switchboard.http.openapi import error_responses
 from switchboard.retrieval.buckets import (
     BucketExists,
     BucketNotFound,
@@ -78,7 +79,8 @@ def _task(row: dict[str, Any], bucket: str | None = None) -> dict[str, Any]:
             "created_at": _iso(row["created_at"]), "finished_at": _iso(row["finished_at"])}
 
 
-@router.post("/v1/buckets", status_code=201, summary="Create a document bucket")
+@router.post("/v1/buckets", status_code=201, summary="Create a document bucket",
+             responses=error_responses(400, 409))
 async def create_bucket(body: BucketCreate, request: Request) -> JSONResponse:
     try:
         row = await _service(request).create(principal(request), body.name)
@@ -96,7 +98,8 @@ async def list_buckets(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": [_bucket(r) for r in rows]}
 
 
-@router.delete("/v1/buckets/{name}", summary="Delete a bucket with its documents")
+@router.delete("/v1/buckets/{name}", summary="Delete a bucket with its documents",
+               responses=error_responses(404))
 @router.delete("/v2/ai/embeddings/buckets/{name}", include_in_schema=False)
 async def delete_bucket(name: str, request: Request) -> dict[str, Any]:
     try:
@@ -107,7 +110,8 @@ async def delete_bucket(name: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/v1/buckets/{name}/documents", status_code=202,
-             summary="Upload documents (multipart); embedding runs as a task")
+             summary="Upload documents (multipart); embedding runs as a task",
+             responses=error_responses(400))
 async def upload(
     name: str, request: Request, files: list[UploadFile],
     document_chunk_size: int = Form(DEFAULT_CHUNK_SIZE, le=INT32),
@@ -122,7 +126,8 @@ async def upload(
     return JSONResponse({"data": _task(task, task["bucket"])}, status_code=202)
 
 
-@router.get("/v1/buckets/{name}/documents", summary="A bucket's documents")
+@router.get("/v1/buckets/{name}/documents", summary="A bucket's documents",
+            responses=error_responses(404))
 @router.get("/v2/ai/embeddings/buckets/{name}", include_in_schema=False)
 async def list_documents(name: str, request: Request) -> dict[str, Any]:
     service = _service(request)
@@ -137,7 +142,8 @@ async def list_documents(name: str, request: Request) -> dict[str, Any]:
                      for d in docs]}
 
 
-@router.delete("/v1/buckets/{name}/documents/{filename}", summary="Delete a document")
+@router.delete("/v1/buckets/{name}/documents/{filename:path}", summary="Delete a document",
+               responses=error_responses(404))
 async def delete_document(name: str, filename: str, request: Request) -> dict[str, Any]:
     service = _service(request)
     try:
@@ -157,7 +163,8 @@ async def telnyx_buckets(request: Request) -> dict[str, Any]:
 
 
 @router.post("/v2/ai/embeddings", status_code=202,
-             summary="Embed a bucket's documents again with these chunk sizes")
+             summary="Embed a bucket's documents again with these chunk sizes",
+             responses=error_responses(400, 404))
 async def embed_bucket(body: EmbedBucket, request: Request) -> JSONResponse:
     service = _service(request)
     if body.embedding_model and not service.embeddings.serves(body.embedding_model):
@@ -173,7 +180,8 @@ async def embed_bucket(body: EmbedBucket, request: Request) -> JSONResponse:
     return JSONResponse({"data": _task(task, task["bucket"])}, status_code=202)
 
 
-@router.get("/v2/ai/embeddings/{task_id}", summary="An embedding task's status")
+@router.get("/v2/ai/embeddings/{task_id}", summary="An embedding task's status",
+            responses=error_responses(404))
 async def task_status(task_id: str, request: Request) -> dict[str, Any]:
     task = await _service(request).task(principal(request), task_id)
     if task is None:
@@ -182,7 +190,8 @@ async def task_status(task_id: str, request: Request) -> dict[str, Any]:
     return {"data": _task(task)}
 
 
-@router.post("/v2/ai/embeddings/similarity-search", summary="Closest chunks to a query")
+@router.post("/v2/ai/embeddings/similarity-search", summary="Closest chunks to a query",
+             responses=error_responses(400, 404))
 async def similarity_search(body: SimilaritySearch, request: Request) -> dict[str, Any]:
     try:
         hits = await _service(request).search(principal(request), [body.bucket_name], body.query,

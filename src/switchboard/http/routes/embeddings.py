@@ -18,10 +18,10 @@ from switchboard.governance.governor import Admission, Governor, Outcome
 from switchboard.http.auth import principal
 from switchboard.http.body_limits import CheckedRoute
 from switchboard.http.errors import APIError, to_api_error
+from switchboard.http.openapi import error_responses
 from switchboard.http.request_id import current_request_id
 from switchboard.http.routes.chat import DEPLOYMENT_HEADER
 from switchboard.protocol.embeddings import EmbeddingList, EmbeddingRequest
-from switchboard.protocol.responses import ErrorResponse
 from switchboard.retrieval import TokenIdsTooLarge
 from switchboard.retrieval.service import (
     EmbeddingInputTooLarge,
@@ -34,8 +34,7 @@ router = APIRouter(tags=["embeddings"], route_class=CheckedRoute)
 
 
 @router.post("/v1/embeddings", response_model=EmbeddingList, summary="Create embeddings",
-             responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
-                        429: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+             responses=error_responses(400, 403, 404, 429, 502, 503, 504))
 @router.post("/embeddings", response_model=EmbeddingList, include_in_schema=False)
 @router.post("/v2/ai/openai/embeddings", response_model=EmbeddingList, include_in_schema=False)
 async def create_embeddings(body: EmbeddingRequest, request: Request) -> Response:

@@ -11,12 +11,13 @@ from fastapi.responses import JSONResponse
 from switchboard.gateway.router import ProviderRouter
 from switchboard.http.body_limits import CheckedRoute
 from switchboard.http.errors import APIError
+from switchboard.http.openapi import error_responses
 from switchboard.serving import ModelCatalog
 
 router = APIRouter(tags=["health"], route_class=CheckedRoute)
 
 
-@router.get("/health", summary="Readiness")
+@router.get("/health", summary="Readiness", responses=error_responses(503))
 async def health(request: Request) -> JSONResponse:
     catalog: ModelCatalog = request.app.state.catalog
     if catalog.load_error:

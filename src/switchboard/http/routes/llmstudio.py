@@ -30,6 +30,7 @@ from switchboard.http import metering
 from switchboard.http.auth import principal
 from switchboard.http.body_limits import CheckedRoute
 from switchboard.http.errors import APIError, to_api_error
+from switchboard.http.openapi import error_responses
 from switchboard.http.routes.chat import ignored_params_headers, until_disconnected, with_last
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.protocol.limits import MAX_MESSAGES, at_most
@@ -77,7 +78,7 @@ async def providers(request: Request) -> list[str]:
     return list(_providers(request.app.state.router))
 
 
-@router.get("/models", summary="Models by provider")
+@router.get("/models", summary="Models by provider", responses=error_responses(404))
 async def models(request: Request, provider: str | None = None) -> dict[str, Any]:
     gateway: ProviderRouter = request.app.state.router
     listing = {kind: {"name": kind, "models": names} for kind, names in _providers(gateway).items()}
@@ -86,7 +87,8 @@ async def models(request: Request, provider: str | None = None) -> dict[str, Any
     return listing[_check_provider(gateway, provider)]
 
 
-@router.post("/chat/{provider}", summary="LLMstudio chat (completion plus metrics)")
+@router.post("/chat/{provider}", summary="LLMstudio chat (completion plus metrics)",
+             responses=error_responses(400, 403, 404, 429, 502, 503, 504))
 async def chat(provider: str, payload: EngineChatRequest, request: Request) -> Response:
     gateway: ProviderRouter = request.app.state.router
     _check_provider(gateway, provider)
