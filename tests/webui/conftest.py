@@ -1,5 +1,7 @@
 """Headless Chromium (Debian's ``chromium``, driven by Playwright with ``executable_path``; no
-browser download) against a server with an admin key and a user key."""
+browser download) against a server with an admin key and a user key. Every page records the
+Content-Security-Policy violations the browser reports (``securitypolicyviolation`` events and
+console messages); a test that ends with any fails."""
 
 from __future__ import annotations
 
@@ -63,11 +65,37 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
+# Runs in every document before its own scripts (Playwright's init scripts are exempt from CSP).
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.reportCspViolation(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} ` +
+                            `at ${e.sourceFile}:${e.lineNumber}`);
+});
+"""
+
+
 @pytest.fixture
-def page(browser, request: pytest.FixtureRequest) -> Iterator[object]:  # noqa: ANN001
+def csp_violations() -> list[str]:
+    """The CSP violations the current test's page reported so far."""
+    return []
+
+
+@pytest.fixture
+def page(browser, csp_violations: list[str],  # noqa: ANN001
+         request: pytest.FixtureRequest) -> Iterator[object]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+
+    def report(violation: str) -> None:
+        csp_violations.append(violation)
+
+    context.expose_function("reportCspViolation", report)
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
     page = context.new_page()
+    page.on("console", lambda message: csp_violations.append(message.text)
+            if "Content Security Policy" in message.text else None)
     yield page
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"webui-{request.node.name}.png"), full_page=True)
+    page.wait_for_timeout(100)  # let the last reports arrive
     context.close()
+    assert not csp_violations, f"the page broke its Content-Security-Policy: {csp_violations}"
