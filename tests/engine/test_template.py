@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from switchboard.engine import ChatTemplate, LlamaModel, TemplateRenderError
@@ -54,3 +56,21 @@ def test_raise_exception_in_template_is_a_render_error() -> None:
 def test_a_gguf_without_template_gets_chatml() -> None:
     prompt = ChatTemplate(None).render([{"role": "user", "content": "Hi"}])
     assert prompt == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_templates_that_read_tools_are_told_apart(reference: dict) -> None:
+    data = Path(__file__).parent.parent / "data"
+    assert not ChatTemplate(reference["chat_template"]).knows_tools  # SmolLM2
+    assert not ChatTemplate(None).knows_tools
+    for name in ("qwen2_5_chat_template.jinja", "llama3_1_chat_template.jinja"):
+        assert ChatTemplate((data / name).read_text()).knows_tools
+    assert not ChatTemplate("{# tools #}{{ messages[0].content }}").knows_tools  # a comment
+
+
+def test_tools_reach_the_template_in_hugging_face_layout() -> None:
+    data = Path(__file__).parent.parent / "data"
+    template = ChatTemplate((data / "qwen2_5_chat_template.jinja").read_text())
+    tool = {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}
+    prompt = template.render([{"role": "user", "content": "1+1?"}], tools=[tool])
+    assert '<tools>\n{"type": "function", "function": {"name": "add", "parameters": ' \
+        '{"type": "object"}}}\n</tools>' in prompt

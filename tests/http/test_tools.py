@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import jsonschema
 import openai
 import pytest
 from openai import OpenAI
 
+from switchboard.http.errors import to_api_error
+from switchboard.serving.tool_parser import MalformedToolCall
 from tests.conftest import API_KEY, RunningServer
 
 MODEL = "smollm2-135m-instruct"
@@ -117,3 +120,74 @@ def test_tool_errors_name_the_parameter(client: OpenAI, kwargs: dict, param: str
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=5, **kwargs)
     assert err.value.body["param"] == param  # type: ignore[index]
+
+
+def sse_chunks(server: RunningServer, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The raw chunks of a streamed completion (what strict clients parse)."""
+    with httpx.stream("POST", server.v1 + "/chat/completions", json={**body, "stream": True},
+                      headers={"Authorization": f"Bearer {API_KEY}"}, timeout=300) as response:
+        assert response.status_code == 200
+        lines = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    return [json.loads(line) for line in lines if line != "[DONE]"]
+
+
+def reassembled(chunks: list[dict[str, Any]]) -> tuple[list[dict[str, str]], str, str]:
+    """(calls, content, finish_reason) from stream chunks, checking OpenAI's delta rules: one
+    entry per index per chunk, the first for a call carrying id, type and name."""
+    calls: dict[int, dict[str, str]] = {}
+    content, reason = "", ""
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            delta = choice["delta"]
+            content += delta.get("content") or ""
+            reason = choice.get("finish_reason") or reason
+            entries = delta.get("tool_calls") or []
+            assert len({e["index"] for e in entries}) == len(entries), entries
+            for e in entries:
+                if e["index"] not in calls:
+                    assert e["id"].startswith("call_") and e["type"] == "function"
+                    calls[e["index"]] = {"name": e["function"]["name"], "arguments": ""}
+                calls[e["index"]]["arguments"] += e["function"].get("arguments") or ""
+    return [calls[i] for i in sorted(calls)], content, reason
+
+
+def test_a_call_cut_by_max_tokens_is_tool_calls_streamed_and_not(server: RunningServer) -> None:
+    """Issue 23 items 3 and 4: the cut reply was the raw markup as content; the first streamed
+    chunk carried two entries with index 0."""
+    body = {"model": MODEL, "messages": ASK, "tools": TOOLS, "tool_choice": "required",
+            "max_tokens": 24, "temperature": 0}  # cut inside the arguments
+    reply = httpx.post(server.v1 + "/chat/completions", json=body, timeout=300,
+                       headers={"Authorization": f"Bearer {API_KEY}"}).json()
+    choice = reply["choices"][0]
+    assert choice["finish_reason"] == "length" and choice["message"]["content"] is None
+    calls = [c["function"] for c in choice["message"].get("tool_calls") or []]
+    assert calls and "tool_call>" not in json.dumps(calls)
+    streamed, content, reason = reassembled(sse_chunks(server, body))
+    assert (streamed, content, reason) == (calls, "", "length")
+
+
+def test_langchain_named_two_string_schema_seed_6(server: RunningServer) -> None:
+    """Issue 23 item 1: with seed 6 the model wrote </tool_call> inside a string; the call was cut
+    there and json.loads raised (500). Whatever it writes now is a well-formed call."""
+    schema = {"properties": {"name": {"type": "string"}, "country": {"type": "string"}},
+              "required": ["name", "country"], "type": "object"}
+    body = {"model": MODEL, "seed": 6, "max_tokens": 40,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "tools": [{"type": "function", "function": {"name": "Capital", "description": "",
+                                                        "parameters": schema}}],
+            "tool_choice": {"type": "function", "function": {"name": "Capital"}}}
+    response = httpx.post(server.v1 + "/chat/completions", json=body, timeout=300,
+                          headers={"Authorization": f"Bearer {API_KEY}"})
+    assert response.status_code == 200, response.text
+    choice = response.json()["choices"][0]
+    calls = [c["function"] for c in choice["message"].get("tool_calls") or []]
+    if choice["finish_reason"] == "tool_calls":
+        jsonschema.validate(json.loads(calls[0]["arguments"]), schema)
+        assert set(json.loads(calls[0]["arguments"])) == {"name", "country"}
+    streamed, _, reason = reassembled(sse_chunks(server, body))
+    assert (streamed, reason) == (calls, choice["finish_reason"])
+
+
+def test_output_outside_the_call_format_is_a_502_naming_it() -> None:
+    error = to_api_error(MalformedToolCall("a call to an unknown function 'rm'"))
+    assert error.status == 502 and error.body()["error"]["code"] == "invalid_tool_call"

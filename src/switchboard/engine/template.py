@@ -1,7 +1,9 @@
 """Chat templates: turn a list of messages into the prompt text a model was trained on.
 
 Renders the GGUF's own ``tokenizer.chat_template`` (Hugging Face Jinja dialect) in a sandboxed
-Jinja2 environment, so a template shipped inside a model file cannot touch the host.
+Jinja2 environment, so a template shipped inside a model file cannot touch the host. Templates
+that read ``tools`` (Qwen 2.5, Hermes, Llama 3.x) get the request's tools in Hugging Face's layout
+(``[{"type": "function", "function": {...}}]``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from jinja2 import TemplateError, Undefined
+from jinja2 import TemplateError, Undefined, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 # ChatML, used when a GGUF carries no template of its own.
@@ -51,6 +53,12 @@ class ChatTemplate:
         env.globals["raise_exception"] = _raise_exception
         env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
         self._template = env.from_string(self.source)
+        self.variables = frozenset(meta.find_undeclared_variables(env.parse(self.source)))
+
+    @property
+    def knows_tools(self) -> bool:
+        """Whether the template reads a ``tools`` list (and so can render function tools)."""
+        return "tools" in self.variables
 
     def render(
         self,

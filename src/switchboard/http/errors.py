@@ -34,6 +34,7 @@ from switchboard.serving import (
     ModelsLoading,
     Unsupported,
 )
+from switchboard.serving.tool_parser import MalformedToolCall
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,9 @@ def to_api_error(exc: Exception) -> APIError:
         return APIError(400, str(exc))
     if isinstance(exc, UpstreamFailure):
         return _upstream_error(exc)
+    if isinstance(exc, MalformedToolCall):  # the model's output left the enforced call format
+        return APIError(502, f"the model's tool call could not be read: {exc}",
+                        type="server_error", code="invalid_tool_call")
     if isinstance(exc, GenerationFailed):
         return APIError(500, str(exc), type="server_error", code="generation_failed")
     if database_unreachable(exc):

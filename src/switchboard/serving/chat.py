@@ -42,16 +42,9 @@ from switchboard.serving.params import (
     check_supported,
     samples_to_draw,
     sampling_params,
-    template_messages,
 )
-from switchboard.serving.tools import (
-    ToolCallStream,
-    ToolPlan,
-    parse_calls,
-    plan_tools,
-    render_call,
-    with_tools_in_system,
-)
+from switchboard.serving.tool_parser import ToolCallParser
+from switchboard.serving.tools import ToolPlan, call_format, plan_tools, render_prompt
 
 
 class GenerationFailed(RuntimeError):
@@ -173,7 +166,7 @@ class ChatService:
     @classmethod
     def _prepare(cls, req: ChatCompletionRequest, model: LocalModel) -> _Prepared:
         """The prompt's tokens, the tool plan and one grammar matcher per choice (worker thread)."""
-        tools = plan_tools(req)
+        tools = plan_tools(req, call_format(model.template))
         wanted = requested_grammar(req)
         if tools is not None and wanted is not None:
             raise Unsupported(wanted.param, f"{wanted.param} cannot be combined with tools")
@@ -186,10 +179,7 @@ class ChatService:
     def _prompt_tokens(
         req: ChatCompletionRequest, model: LocalModel, tools: ToolPlan | None
     ) -> tuple[int, ...]:
-        messages = template_messages(req, render_call if req.tools else None)
-        if tools is not None:
-            with_tools_in_system(messages, tools.functions)
-        prompt = model.template.render(messages, add_generation_prompt=True)
+        prompt = render_prompt(req, model.template, tools)
         return tuple(tokenize_prompt(model.llama, prompt, limit=model.context_length))
 
     @staticmethod
@@ -254,11 +244,13 @@ class ChatService:
             finish = [finish[i] for i in best]
         want_logprobs = bool(run.request.logprobs)
         replies = [AssistantReply(content="".join(texts[i])) for i in range(n)]
-        if run.tools is not None:
+        if run.tools is not None:  # the same parser as the stream's, fed the whole output
             for i, reply in enumerate(replies):
-                calls = parse_calls(reply.content or "") if finish[i] == "stop" else []
-                if calls:
-                    reply.content, reply.tool_calls, finish[i] = None, calls, "tool_calls"
+                parser = ToolCallParser(run.tools.format, run.tools.names)
+                parser.feed(reply.content or "")
+                finish[i] = parser.finish(finish[i])
+                if parser.mode == "calls":
+                    reply.content, reply.tool_calls = None, parser.tool_calls() or None
         choices = [
             Choice(
                 index=i,
@@ -305,7 +297,8 @@ class ChatService:
         for i in range(n):
             yield chunk([ChunkChoice(index=i, delta=Delta(role="assistant", content=""))])
         want_logprobs = bool(run.request.logprobs)
-        calls = [ToolCallStream() for _ in range(n)] if run.tools else []
+        calls = [ToolCallParser(run.tools.format, run.tools.names) for _ in range(n)] \
+            if run.tools else []
         async for index, out in run.outputs():
             generated[index] = out.completion_tokens
             if index == 0:
@@ -319,9 +312,7 @@ class ChatService:
                 )
                 yield chunk([ChunkChoice.model_construct(index=index, delta=delta, logprobs=lp)])
             if out.finished:
-                reason = out.finish_reason
-                if calls and calls[index].ids and reason == "stop":
-                    reason = "tool_calls"
+                reason = calls[index].finish(out.finish_reason) if calls else out.finish_reason
                 yield chunk(
                     [ChunkChoice(index=index, delta=Delta(), finish_reason=reason)]  # type: ignore[arg-type]
                 )

@@ -15,6 +15,7 @@ import llguidance
 from llguidance.gbnf_to_lark import any_to_lark
 
 from switchboard.protocol.chat import ChatCompletionRequest
+from switchboard.serving.json_schema import closed_objects
 from switchboard.serving.params import Unsupported
 
 # Compact JSON (no free whitespace): small models otherwise loop on spaces and newlines.
@@ -77,7 +78,10 @@ def _compile(param: str, kind: str, value: Any) -> str:
             schema = json.loads(value) if isinstance(value, str) else value
             if not isinstance(schema, dict):
                 raise ValueError("a JSON Schema must be an object")
-            return llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
+            # Undeclared properties are refused unless the schema allows them (see json_schema).
+            return llguidance.LLMatcher.grammar_from_json_schema(
+                closed_objects(schema), defaults=JSON_OPTIONS
+            )
         if kind == "regex":  # \d, \w, \s mean ASCII, as in Python and JavaScript
             lark = "start: /" + llguidance.regex_to_lark(value, "dws") + "/"
             return llguidance.LLMatcher.grammar_from_lark(lark)

@@ -1,38 +1,95 @@
-"""Function tools on local models: prompt format, enforcing grammar, and parsing calls back out.
+"""Function tools on local models: the call format, the prompt and the enforcing grammar.
 
-Models whose chat template knows no tools (SmolLM2's) get the tool list in the system message and
-answer calls as ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` (the Hermes / Qwen
-layout). The grammar enforces that layout and each function's parameter schema: ``required`` and a
-named function force calls, ``auto`` lets the model choose text (which cannot start with ``<``) or
-calls, ``parallel_tool_calls: false`` allows one call.
+The call format follows the model's chat template (``call_format``):
+
+- a template that reads ``tools`` and writes ``<tool_call>`` (Qwen 2.5, Hermes) lists the tools
+  itself; calls are ``<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>``, one a line;
+- a Llama 3.1+ template (tools in the first user message) takes one call,
+  ``{"name": ..., "parameters": {...}}``;
+- any other template (SmolLM2's knows no tools) gets Switchboard's own format: the tool list in
+  the system message and calls as ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``.
+
+Native templates also get earlier calls as ``tool_calls`` (arguments as objects) and ``tool``
+messages; the fallback writes earlier calls into the assistant's text. The grammar enforces the
+format and each function's parameter schema (undeclared properties refused, see
+``json_schema``): ``required`` and a named function force calls, ``auto`` lets the model choose
+text (which cannot start like a call) or calls, ``parallel_tool_calls: false`` allows one call.
+Reading calls back out of the output is ``tool_parser``.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import llguidance
 
+from switchboard.engine.template import ChatTemplate
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.protocol.messages import FunctionDefinition, FunctionTool, NamedToolChoice
-from switchboard.serving.params import Unsupported
+from switchboard.serving.json_schema import closed_objects
+from switchboard.serving.params import Unsupported, template_messages
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
-_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.S)
 _JSON_STYLE = {"item_separator": ", ", "key_separator": ": ", "whitespace_flexible": False}
+# A function without ``parameters`` takes none (OpenAI): its arguments are ``{}``.
+_NO_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+@dataclass(frozen=True)
+class CallFormat:
+    """How a model writes one call: ``open + {"name": "N", "<args_key>": ARGS} + close``."""
+
+    family: str
+    open: str
+    close: str
+    args_key: str = "arguments"
+    separator: str = ""  # between parallel calls
+    parallel: bool = True  # the format holds several calls
+    native: bool = False  # the model's own template renders tools, calls and results
+
+    def head(self, name: str) -> str:
+        """What precedes a call's arguments (the grammar writes it exactly like this)."""
+        return f'{self.open}{{"name": "{name}", "{self.args_key}": '
+
+    @property
+    def tail(self) -> str:
+        return "}" + self.close
+
+
+SWITCHBOARD_FORMAT = CallFormat("switchboard", OPEN, CLOSE)
+HERMES_FORMAT = CallFormat("hermes", OPEN + "\n", "\n" + CLOSE, separator="\n", native=True)
+LLAMA3_FORMAT = CallFormat("llama3", "", "", args_key="parameters", parallel=False, native=True)
+
+
+def call_format(template: ChatTemplate) -> CallFormat:
+    """The format the model's template teaches; Switchboard's own when it knows no tools or
+    teaches a format not listed here (then the template is rendered without ``tools``)."""
+    if not template.knows_tools:
+        return SWITCHBOARD_FORMAT
+    if OPEN in template.source:
+        return HERMES_FORMAT
+    if "<|start_header_id|>" in template.source and '"parameters"' in template.source:
+        return LLAMA3_FORMAT
+    return SWITCHBOARD_FORMAT
 
 
 @dataclass(frozen=True)
 class ToolPlan:
-    functions: list[FunctionDefinition]
+    functions: list[FunctionDefinition]  # the ones the model may call
     grammar: str
+    format: CallFormat = SWITCHBOARD_FORMAT
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.functions]
 
 
-def plan_tools(req: ChatCompletionRequest) -> ToolPlan | None:
+def plan_tools(
+    req: ChatCompletionRequest, fmt: CallFormat = SWITCHBOARD_FORMAT
+) -> ToolPlan | None:
     """The functions offered and the grammar enforcing ``tool_choice``; None without tools."""
     tools = req.tools or []
     for tool in tools:
@@ -55,20 +112,29 @@ def plan_tools(req: ChatCompletionRequest) -> ToolPlan | None:
         if named not in names:
             raise Unsupported("tool_choice", f"tool_choice names '{named}', which is not in tools")
         functions = [f for f in functions if f.name == named]
-    parallel = req.parallel_tool_calls is not False and not isinstance(choice, NamedToolChoice)
+    parallel = req.parallel_tool_calls is not False and not isinstance(choice, NamedToolChoice) \
+        and fmt.parallel
     rules = [f'call: {" | ".join(f"call_{i}" for i in range(len(functions)))}']
     for i, f in enumerate(functions):
-        schema = dict(f.parameters or {"type": "object"})
+        schema = closed_objects(f.parameters if f.parameters is not None else _NO_PARAMETERS)
         schema["x-guidance"] = _JSON_STYLE
-        head = json.dumps(f'{OPEN}{{"name": "{f.name}", "arguments": ')
-        tail = json.dumps(f"}}{CLOSE}")
-        rules.append(f"call_{i}: {head} args_{i} {tail}")
+        rules.append(f"call_{i}: {json.dumps(fmt.head(f.name))} args_{i} {json.dumps(fmt.tail)}")
         rules.append(f"args_{i}: %json {json.dumps(schema)}")
-    calls = "call+" if parallel else "call"
+    if not parallel:
+        calls = "call"
+    elif fmt.separator:
+        calls = f"call ({json.dumps(fmt.separator)} call)*"
+    else:
+        calls = "call+"
+    text = f"/[^{fmt.head('')[0]}][\\s\\S]*/"  # "<" or "{": text cannot start like a call
     start = f"start: {calls}" if choice in ("required",) or isinstance(choice, NamedToolChoice) \
-        else f"start: {calls} | text\ntext: /[^<][\\s\\S]*/"
+        else f"start: {calls} | text\ntext: {text}"
     lark = "\n".join([start, *rules])
-    return ToolPlan(functions, llguidance.LLMatcher.grammar_from_lark(lark))
+    try:
+        grammar = llguidance.LLMatcher.grammar_from_lark(lark)
+    except ValueError as exc:
+        raise Unsupported("tools", f"the tools' parameters cannot be enforced: {exc}") from exc
+    return ToolPlan(functions, grammar, fmt)
 
 
 def tools_system_prompt(functions: list[FunctionDefinition]) -> str:
@@ -98,11 +164,8 @@ def with_tools_in_system(
 
 
 def render_call(name: str, arguments: str) -> str:
-    """An assistant's earlier call, as the model is taught to write it."""
-    try:
-        args: Any = json.loads(arguments)
-    except json.JSONDecodeError:
-        args = arguments
+    """An assistant's earlier call, as the model is taught to write it (Switchboard's format)."""
+    args = _arguments_object(arguments)
     return OPEN + json.dumps({"name": name, "arguments": args}, ensure_ascii=False) + CLOSE
 
 
@@ -110,63 +173,32 @@ def call_id() -> str:
     return "call_" + secrets.token_hex(12)
 
 
-def parse_calls(text: str) -> list[dict[str, Any]]:
-    """``message.tool_calls`` from a finished output (empty if it is plain text)."""
-    calls = []
-    for body in _CALL.findall(text):
-        data = json.loads(body)
-        calls.append({
-            "id": call_id(),
-            "type": "function",
-            "function": {
-                "name": data["name"],
-                "arguments": json.dumps(data["arguments"], ensure_ascii=False),
-            },
-        })
-    return calls
+def render_prompt(
+    req: ChatCompletionRequest, template: ChatTemplate, plan: ToolPlan | None
+) -> str:
+    """The prompt for ``req``: tools and earlier calls in the format ``plan`` enforces (or, for
+    ``tool_choice: none``, the one the template teaches)."""
+    fmt = plan.format if plan is not None else call_format(template)
+    if not fmt.native:
+        messages = template_messages(req, render_call if req.tools else None)
+        if plan is not None:
+            with_tools_in_system(messages, plan.functions)
+        return template.render(messages, add_generation_prompt=True)
+    messages = template_messages(req)
+    for message in messages:
+        for call in message.get("tool_calls") or []:
+            call["function"]["arguments"] = _arguments_object(call["function"]["arguments"])
+    tools = None
+    if plan is not None:
+        tools = [t.model_dump(exclude_none=True) for t in req.tools or []
+                 if isinstance(t, FunctionTool)]
+    return template.render(messages, add_generation_prompt=True, tools=tools)
 
 
-@dataclass
-class ToolCallStream:
-    """Turns streamed output text into OpenAI's tool-call deltas (or plain content deltas)."""
-
-    text: str = ""
-    mode: str = "undecided"  # "content" | "calls"
-    ids: list[str] = field(default_factory=list)
-    sent_args: list[int] = field(default_factory=list)  # characters of arguments sent per call
-
-    def feed(self, delta: str) -> tuple[str, list[dict[str, Any]]]:
-        """Return (content delta, tool-call deltas) for this piece of output."""
-        self.text += delta
-        if self.mode == "undecided" and self.text:
-            self.mode = "calls" if self.text.startswith("<") else "content"
-        if self.mode == "content":
-            return delta, []
-        if self.mode == "undecided":
-            return "", []
-        return "", self._call_deltas()
-
-    _HEAD = re.compile(r'<tool_call>\{"name": "([^"]*)", "arguments": ')
-
-    def _call_deltas(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for index, match in enumerate(self._HEAD.finditer(self.text)):
-            if index == len(self.ids):
-                self.ids.append(call_id())
-                self.sent_args.append(0)
-                out.append({"index": index, "id": self.ids[index], "type": "function",
-                            "function": {"name": match.group(1), "arguments": ""}})
-            rest = self.text[match.end():]
-            end = rest.find("}" + CLOSE)
-            if end == -1:  # hold back what could still be the closing "}</tool_call>"
-                end = len(rest)
-                for k in range(min(len(CLOSE) + 1, len(rest)), 0, -1):
-                    if ("}" + CLOSE).startswith(rest[-k:]):
-                        end = len(rest) - k
-                        break
-            args = rest[:end]
-            if len(args) > self.sent_args[index]:
-                out.append({"index": index,
-                            "function": {"arguments": args[self.sent_args[index]:]}})
-                self.sent_args[index] = len(args)
-        return out
+def _arguments_object(arguments: str) -> Any:
+    """A call's JSON-encoded arguments as the object templates expect (``tool_call.arguments |
+    tojson``); text that is not JSON stays text."""
+    try:
+        return json.loads(arguments)
+    except json.JSONDecodeError:
+        return arguments
