@@ -19,7 +19,7 @@ from schemathesis import Case
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 
-from tests.conftest import RunningServer, start_server, stop_server
+from tests.conftest import RunningServer, start_server, stop_server, wait_ready
 
 ADMIN_KEY = "sb-schemathesis-admin-0123456789"
 USER_KEY = "sk-schemathesis-user-0123456789"
@@ -44,7 +44,8 @@ CAPS = {"max_tokens": MAX_NEW_TOKENS, "max_completion_tokens": MAX_NEW_TOKENS,
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     srv = start_server(tmp_path_factory.mktemp("schemathesis"), "--api-key", USER_KEY,
-                       "--admin-key", ADMIN_KEY, env=BOUNDED_ENGINE)
+                       "--admin-key", ADMIN_KEY, env=BOUNDED_ENGINE, wait=False)
+    wait_ready(srv, timeout=180)  # both models load first
     yield srv
     stop_server(srv)
 
@@ -56,7 +57,7 @@ def api_schema(fuzzed: RunningServer) -> Any:
         "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
         "phases": {"stateful": {"enabled": False}, "coverage": {"enabled": False}},
     })
-    return schemathesis.openapi.from_url(fuzzed.base + "/openapi.json", config=config)
+    return schemathesis.openapi.from_url(fuzzed.base + "/openapi.json", config=config, timeout=60)
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
