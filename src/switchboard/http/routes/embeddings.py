@@ -20,7 +20,7 @@ from switchboard.http.body_limits import CheckedRoute
 from switchboard.http.errors import APIError, to_api_error
 from switchboard.http.openapi import error_responses
 from switchboard.http.request_id import current_request_id
-from switchboard.http.routes.chat import DEPLOYMENT_HEADER
+from switchboard.http.routes.chat import DEPLOYMENT_HEADER, until_disconnected
 from switchboard.protocol.embeddings import EmbeddingList, EmbeddingRequest
 from switchboard.retrieval import TokenIdsTooLarge
 from switchboard.retrieval.service import (
@@ -51,9 +51,11 @@ async def create_embeddings(body: EmbeddingRequest, request: Request) -> Respons
     raw = await request.json()
     admission = await _admit(request, names, raw)
     try:
-        answer = await gateway.embed(raw, body.model)
+        answer = await until_disconnected(gateway.embed(raw, body.model), request)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI error body
         await _fail(admission, to_api_error(exc))
+    if answer is None:  # the client left: the upstream call was cancelled
+        await _fail(admission, APIError(499, "the client disconnected"))
     metrics = answer.completion.get("metrics")
     await admission.finish(Outcome(200, answer.deployment.id, answer.deployment.kind, metrics))
     return Response(orjson.dumps(answer.completion), media_type="application/json",

@@ -22,10 +22,12 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
+from starlette.background import BackgroundTask
 
 from switchboard.gateway.providers.base import StreamEvent
 from switchboard.gateway.router import ProviderRouter, RoutedStream
 from switchboard.governance.governor import Admission
+from switchboard.governance.keys import ApiKey
 from switchboard.http import metering
 from switchboard.http.auth import principal
 from switchboard.http.body_limits import CheckedRoute
@@ -51,10 +53,13 @@ class EngineChatRequest(BaseModel):
     session_id: str | None = None
 
 
-def _providers(gateway: ProviderRouter) -> dict[str, list[str]]:
-    """Provider kind -> public model names served (at least partly) by that kind."""
+def _providers(gateway: ProviderRouter, key: ApiKey | None = None) -> dict[str, list[str]]:
+    """Provider kind -> public model names served (at least partly) by that kind; with ``key``,
+    only the models it may use (and the kinds that serve them)."""
     found: dict[str, list[str]] = {}
     for route in gateway.config.models:
+        if key is not None and not key.allows(route.name, *route.aliases):
+            continue
         for dep_id in route.deployments:
             kind = gateway.deployments[dep_id].kind
             names = found.setdefault(kind, [])
@@ -75,16 +80,18 @@ def _check_provider(gateway: ProviderRouter, provider: str) -> str:
 
 @router.get("/providers", summary="Providers (deployment kinds) this server routes to")
 async def providers(request: Request) -> list[str]:
-    return list(_providers(request.app.state.router))
+    return list(_providers(request.app.state.router, principal(request).key))
 
 
 @router.get("/models", summary="Models by provider", responses=error_responses(404))
 async def models(request: Request, provider: str | None = None) -> dict[str, Any]:
     gateway: ProviderRouter = request.app.state.router
-    listing = {kind: {"name": kind, "models": names} for kind, names in _providers(gateway).items()}
+    listing = {kind: {"name": kind, "models": names}
+               for kind, names in _providers(gateway, principal(request).key).items()}
     if provider is None:
         return listing
-    return listing[_check_provider(gateway, provider)]
+    kind = _check_provider(gateway, provider)
+    return listing.get(kind, {"name": kind, "models": []})
 
 
 @router.post("/chat/{provider}", summary="LLMstudio chat (completion plus metrics)",
@@ -125,11 +132,15 @@ async def chat(provider: str, payload: EngineChatRequest, request: Request) -> R
             openai_request, body, found = await augment(
                 request.app.state.buckets, principal(request), openai_request, body)
         if payload.is_stream:
-            stream = await gateway.stream(openai_request, body, include_usage=True,
-                                          retries=retries)
+            stream = await until_disconnected(gateway.stream(
+                openai_request, body, include_usage=True, retries=retries), request)
+            if stream is None:  # the client left before the first event
+                await admission.finish(metering.failed(APIError(499, "the client disconnected")))
+                return Response(status_code=499)
             events = stream if found is None else with_last(stream, {"retrieval": found.report()})
             return StreamingResponse(_lines(stream, events, context, admission),
-                                     media_type="application/json", headers=headers)
+                                     media_type="application/json", headers=headers,
+                                     background=BackgroundTask(_close, stream, admission))
         answer = await until_disconnected(
             gateway.complete(openai_request, body, retries=retries), request
         )
@@ -181,5 +192,11 @@ async def _lines(
     except Exception as exc:  # noqa: BLE001
         yield orjson.dumps(to_api_error(exc).body()) + b"\n"
     finally:
-        await stream.aclose()
-        await admission.finish(metering.streamed(stream))
+        await _close(stream, admission)
+
+
+async def _close(stream: RoutedStream, admission: Admission) -> None:
+    """End the stream and settle its request, once: after the lines, or in the response's
+    background when a client already gone cancelled it before the lines started."""
+    await stream.aclose()
+    await admission.finish(metering.streamed(stream))
