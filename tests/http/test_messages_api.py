@@ -10,7 +10,9 @@ import anthropic
 import httpx
 import pytest
 
-from switchboard.protocol.anthropic_translation import MessageStream
+from switchboard.protocol.anthropic_messages import MessagesRequest
+from switchboard.protocol.anthropic_translation import MessageStream, to_chat_body
+from switchboard.protocol.chat import ChatCompletionRequest
 from tests.conftest import API_KEY, RunningServer
 
 MODEL = "smollm2-135m-instruct"
@@ -228,3 +230,30 @@ def test_stream_turns_tool_call_deltas_into_input_json_deltas() -> None:
     assert events[1].content_block.id == "toolu_1"
     assert events[3].delta.partial_json == '{"n": 3}'
     assert events[5].delta.stop_reason == "tool_use"
+
+
+def test_request_translates_tools_results_and_choices() -> None:
+    request = MessagesRequest.model_validate({
+        "model": MODEL, "max_tokens": 8, "system": [{"type": "text", "text": "Be brief."}],
+        "tools": [PICK], "tool_choice": {"type": "any", "disable_parallel_tool_use": True},
+        "metadata": {"user_id": "u1"}, "stop_sequences": ["END"], "top_k": 5,
+        "messages": [
+            {"role": "user", "content": "Pick."},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "Picking."},
+                {"type": "tool_use", "id": "toolu_9", "name": "pick", "input": {"n": 2}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_9", "content": "2"},
+                {"type": "text", "text": "Again?"}]},
+        ],
+    })
+    body = to_chat_body(request, keep_stop=True)
+    chat = ChatCompletionRequest.model_validate(body)  # a valid chat completion
+    assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "tool",
+                                                     "user"]
+    assert body["messages"][2]["tool_calls"][0]["function"] == {"name": "pick",
+                                                                "arguments": '{"n": 2}'}
+    assert body["messages"][3] == {"role": "tool", "tool_call_id": "toolu_9", "content": "2"}
+    assert chat.tool_choice == "required" and chat.parallel_tool_calls is False
+    assert chat.user == "u1" and chat.top_k == 5 and chat.max_tokens == 8
+    assert chat.stop == ["END"] and chat.include_stop_str_in_output is True

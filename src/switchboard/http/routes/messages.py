@@ -117,8 +117,11 @@ def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 )
 async def create_message(body: MessagesRequest, request: Request) -> Response:
     gateway: ProviderRouter = request.app.state.router
-    stops = list(body.stop_sequences or ())
-    chat, raw = _chat_request(body, keep_stop=bool(stops) and _all_local(gateway, body.model))
+    # the stop sequences the answer's text will end with when one matched: only local models
+    # keep them (include_stop_str_in_output); an upstream's match is reported as end_turn
+    kept = (list(body.stop_sequences)
+            if body.stop_sequences and _all_local(gateway, body.model) else [])
+    chat, raw = _chat_request(body, keep_stop=bool(kept))
     headers = {IGNORED_HEADER: header_list(body.ignored_params)} if body.ignored_params else {}
     try:
         admission = await metering.admit(request, chat, raw, endpoint="messages")
@@ -148,12 +151,12 @@ async def create_message(body: MessagesRequest, request: Request) -> Response:
     if chat.stream:
         headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
                         DEPLOYMENT_HEADER: stream.deployment.id})
-        frames = _frames(stream, MessageStream(body.model, stops), admission)
+        frames = _frames(stream, MessageStream(body.model, kept), admission)
         return StreamingResponse(frames, media_type="text/event-stream", headers=headers,
                                  background=BackgroundTask(_close, stream, admission))
     await admission.finish(metering.answered(answer))
     headers[DEPLOYMENT_HEADER] = answer.deployment.id
-    message = to_message(answer.completion, body.model, stops)
+    message = to_message(answer.completion, body.model, kept)
     return Response(message.model_dump_json().encode(), media_type="application/json",
                     headers=headers)
 
