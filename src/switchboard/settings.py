@@ -66,11 +66,6 @@ class Settings(BaseSettings):
         description="Largest JSON request body accepted, in bytes; larger ones get a 413 "
         "request_too_large.",
     )
-    max_request_bytes: int = Field(
-        default=32 * 1024 * 1024, ge=1024, le=2**40,
-        description="Largest JSON request body accepted, in bytes; larger ones get a 413 "
-        "request_too_large.",
-    )
     config: Path | None = Field(default=None, description="YAML config file.")
 
     # Engine
