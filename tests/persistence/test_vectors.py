@@ -159,16 +159,16 @@ def test_user_who_may_not_create_the_extension_stays_on_numpy(
     assert "could not be set up" in caplog.text and "permission denied" in caplog.text
 
 
-def readme_hnsw_sql() -> list[str]:
-    """The statements the README's *Millions of chunks* paragraph gives operators."""
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    after = readme[readme.index("**Millions of chunks**"):]
+def documented_hnsw_sql() -> list[str]:
+    """The statements the retrieval page's *Millions of chunks* paragraph gives operators."""
+    page = (Path(__file__).parents[2] / "docs" / "retrieval.md").read_text()
+    after = page[page.index("**Millions of chunks**"):]
     start = after.index("```sql") + len("```sql")
     block = after[start:after.index("```", start)]
     return [line.split("--")[0].strip().rstrip(";") for line in block.strip().splitlines()]
 
 
-def test_readme_hnsw_index_is_used_for_large_buckets_only(pgvector_url: str) -> None:
+def test_documented_hnsw_index_is_used_for_large_buckets_only(pgvector_url: str) -> None:
     url = create_database(pgvector_url)
     vectors = unit_vectors(10_000, 6)
 
@@ -178,7 +178,7 @@ def test_readme_hnsw_index_is_used_for_large_buckets_only(pgvector_url: str) -> 
         await store(repo, "big", vectors[:9_000])
         await store(repo, "small", vectors[9_000:])
         conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-        for statement in readme_hnsw_sql():  # CONCURRENTLY: outside a transaction
+        for statement in documented_hnsw_sql():  # CONCURRENTLY: outside a transaction
             await conn.execute(statement.replace("DATABASE switchboard",
                                                  f"DATABASE {url.rsplit('/', 1)[1]}"))
         await conn.execute("ANALYZE chunk_vectors")
