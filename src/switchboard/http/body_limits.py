@@ -29,9 +29,11 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from switchboard.http.errors import APIError
+from switchboard.http.openapi import error_responses
 
 MAX_JSON_DEPTH = 64  # arrays and objects inside one another; the body itself is level 1
 INT64_MIN = -(2**63)
@@ -180,9 +182,12 @@ def too_large(limit: int) -> APIError:
                     code="request_too_large")
 
 
-def check_query(request: Request) -> None:
-    """Integers in the query string fit a signed 64-bit column (``OFFSET``, ``LIMIT``)."""
+def check_query(request: Request, names: frozenset[str] | None = None) -> None:
+    """Integers in the query string fit a signed 64-bit column (``OFFSET``, ``LIMIT``);
+    with ``names``, only the parameters the route reads (it ignores the others)."""
     for name, text in request.query_params.multi_items():
+        if names is not None and name not in names:
+            continue
         digits = text.strip()
         if len(digits) > _LONGEST_SAFE_INT and _INTEGER.fullmatch(digits) and (
                 len(digits) > 4000 or not INT64_MIN <= int(digits) <= INT64_MAX):
@@ -204,6 +209,14 @@ def _is_json(request: Request) -> bool:
     main = kind.split(";", 1)[0].strip().lower()
     return main == "application/json" or (main.startswith("application/") and
                                           main.endswith("+json"))
+
+
+def query_names(dependant: Dependant) -> frozenset[str]:
+    """The query parameters a route (and its dependencies) reads."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= query_names(sub)
+    return frozenset(names)
 
 
 class CheckedRequest(Request):
@@ -246,12 +259,23 @@ class CheckedRoute(APIRoute):
     before FastAPI reads it (a policy refusal is then an ``APIError``, not FastAPI's generic
     'error parsing the body')."""
 
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        # what the policy itself answers is in the schema: 400 for a query integer or a body
+        # past a bound, 413 for a body over the size limit
+        policy = ((400,) if query_names(self.dependant) else ()) + (
+            (400, 413) if self.body_field is not None else ())
+        for status, response in error_responses(*policy).items():
+            self.responses.setdefault(status, response)
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
+        declared = query_names(self.dependant)
 
         async def checked(request: Request) -> Response:
             request = CheckedRequest(request.scope, request.receive)
-            check_query(request)
+            if declared:
+                check_query(request, declared)
             if self.body_field is not None and _is_json(request):
                 # Not JSON at all: FastAPI reads it again and answers with its own 422.
                 with contextlib.suppress(ValueError):
