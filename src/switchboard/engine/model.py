@@ -188,16 +188,19 @@ class LlamaModel:
         """The llama.cpp vocabulary handle (for llguidance's tokenizer)."""
         return self._vocab
 
-    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True
+                 ) -> list[int]:
+        """``parse_special``: control-token text becomes the control token (else plain text)."""
         data = text.encode("utf-8", "replace")  # lone surrogates (valid JSON escapes) become '?'
         capacity = len(data) + 16
         buf = (llama_cpp.llama_token * capacity)()
-        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_special, True)
+        n = llama_cpp.llama_tokenize(self._vocab, data, len(data), buf, capacity, add_special,
+                                     parse_special)
         if n < 0:
             capacity = -n
             buf = (llama_cpp.llama_token * capacity)()
             n = llama_cpp.llama_tokenize(
-                self._vocab, data, len(data), buf, capacity, add_special, True
+                self._vocab, data, len(data), buf, capacity, add_special, parse_special
             )
         return list(buf[:n])
 

@@ -132,14 +132,7 @@ def _plain(llama: LlamaModel, text: str, table: _SpecialTokens, limit: int | Non
     if limit is not None and table.longest_piece is not None \
             and len(data) > (limit - so_far) * table.longest_piece:
         raise PromptOverLimit(limit)
-    capacity = len(data) + 16
-    buf = (llama_cpp.llama_token * capacity)()
-    n = llama_cpp.llama_tokenize(llama.vocab, data, len(data), buf, capacity, False, False)
-    if n < 0:
-        capacity = -n
-        buf = (llama_cpp.llama_token * capacity)()
-        n = llama_cpp.llama_tokenize(llama.vocab, data, len(data), buf, capacity, False, False)
-    tokens = list(buf[:n])
+    tokens = llama.tokenize(text, add_special=False, parse_special=False)
     if limit is not None and so_far + len(tokens) > limit:
         raise PromptOverLimit(limit)
     return tokens

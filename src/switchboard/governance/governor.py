@@ -350,7 +350,8 @@ def _parameters(body: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def format_reset(seconds: float) -> str:
-    """OpenAI's reset format: ``20ms``, ``1.5s``, ``6m0s``."""
+    """OpenAI's reset format: milliseconds under a second, then seconds to one decimal, then
+    minutes and seconds (``6m0s``)."""
     if seconds < 1:
         return f"{max(0, round(seconds * 1000))}ms"
     if round(seconds, 1) < 60:
