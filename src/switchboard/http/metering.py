@@ -146,6 +146,13 @@ def answered(answer: Answer) -> Outcome:
     )
 
 
+async def close_stream(stream: RoutedStream, admission: Admission) -> None:
+    """End a stream and settle its request, once: after its frames, or in the response's
+    background when a client already gone cancelled the response before its frames started."""
+    await stream.aclose()
+    await admission.finish(streamed(stream))
+
+
 def streamed(stream: RoutedStream) -> Outcome:
     """A finished (or cut) stream; an in-band failure is recorded with its status."""
     status, error = 200, None

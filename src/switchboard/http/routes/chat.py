@@ -126,8 +126,7 @@ async def complete(
                         DEPLOYMENT_HEADER: stream.deployment.id})
 
         async def closed() -> None:
-            await stream.aclose()
-            await admission.finish(metering.streamed(stream))
+            await metering.close_stream(stream, admission)
 
         events = stream if found is None else with_last(stream, {"retrieval": found.report()})
         frames = sse_stream(events, lambda exc: to_api_error(exc).body(), closed)

@@ -140,7 +140,8 @@ async def chat(provider: str, payload: EngineChatRequest, request: Request) -> R
             events = stream if found is None else with_last(stream, {"retrieval": found.report()})
             return StreamingResponse(_lines(stream, events, context, admission),
                                      media_type="application/json", headers=headers,
-                                     background=BackgroundTask(_close, stream, admission))
+                                     background=BackgroundTask(metering.close_stream, stream,
+                                                               admission))
         answer = await until_disconnected(
             gateway.complete(openai_request, body, retries=retries), request
         )
@@ -192,11 +193,5 @@ async def _lines(
     except Exception as exc:  # noqa: BLE001
         yield orjson.dumps(to_api_error(exc).body()) + b"\n"
     finally:
-        await _close(stream, admission)
+        await metering.close_stream(stream, admission)
 
-
-async def _close(stream: RoutedStream, admission: Admission) -> None:
-    """End the stream and settle its request, once: after the lines, or in the response's
-    background when a client already gone cancelled it before the lines started."""
-    await stream.aclose()
-    await admission.finish(metering.streamed(stream))

@@ -153,7 +153,8 @@ async def create_message(body: MessagesRequest, request: Request) -> Response:
                         DEPLOYMENT_HEADER: stream.deployment.id})
         frames = _frames(stream, MessageStream(body.model, kept), admission)
         return StreamingResponse(frames, media_type="text/event-stream", headers=headers,
-                                 background=BackgroundTask(_close, stream, admission))
+                                 background=BackgroundTask(metering.close_stream, stream,
+                                                           admission))
     await admission.finish(metering.answered(answer))
     headers[DEPLOYMENT_HEADER] = answer.deployment.id
     message = to_message(answer.completion, body.model, kept)
@@ -230,11 +231,5 @@ async def _frames(stream: RoutedStream, translator: MessageStream,
     except Exception as exc:  # noqa: BLE001 - reported to the client in-band
         yield _frame(error_body(to_api_error(exc)))
     finally:
-        await _close(stream, admission)
+        await metering.close_stream(stream, admission)
 
-
-async def _close(stream: RoutedStream, admission: Admission) -> None:
-    """End the stream and settle its request, once: after the frames, or in the response's
-    background when a client already gone cancelled it before the frames started."""
-    await stream.aclose()
-    await admission.finish(metering.streamed(stream))
