@@ -56,7 +56,7 @@ REQUEST = ChatCompletionRequest.model_validate({"model": "m", "messages": [
 
 def ask(r: ProviderRouter) -> str:
     async def one() -> str:
-        answer = await r.complete(REQUEST, {"messages": []})
+        answer = await r.complete(REQUEST)
         return answer.deployment.id
     return asyncio.run(one())
 
@@ -66,9 +66,9 @@ def test_least_busy_avoids_the_deployment_with_requests_in_flight() -> None:
     r = router("least-busy", {"slow": slow, "fast": fast})
 
     async def scenario() -> list[str]:
-        first = asyncio.ensure_future(r.complete(REQUEST, {"messages": []}))
+        first = asyncio.ensure_future(r.complete(REQUEST))
         await asyncio.sleep(0.01)  # "slow" (first pick on a tie) is now busy
-        others = [await r.complete(REQUEST, {"messages": []}) for _ in range(3)]
+        others = [await r.complete(REQUEST) for _ in range(3)]
         return [(await first).deployment.id, *(a.deployment.id for a in others)]
 
     assert asyncio.run(scenario()) == ["slow", "fast", "fast", "fast"]
@@ -132,6 +132,6 @@ def test_a_key_ref_not_bound_to_the_model_sends_nothing() -> None:
     r = router("round-robin", {"up": up})
     request = REQUEST.model_copy(update={"api_key_ref": "elsewhere"})
     with pytest.raises(UpstreamFailure) as caught:
-        asyncio.run(r.complete(request, {"messages": []}))
+        asyncio.run(r.complete(request))
     assert caught.value.status == 400 and caught.value.body["error"]["param"] == "api_key_ref"
     assert up.calls == 0

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from switchboard.gateway.accounting import RequestClock, UsageCounter, response_metrics
 from switchboard.gateway.config import ModelRoute
 from switchboard.gateway.providers.base import StreamEvent, UpstreamFailure, UpstreamStream
+from switchboard.protocol.chat import ChatCompletionRequest
 
 if TYPE_CHECKING:
     from switchboard.gateway.router import Deployment, ProviderRouter
@@ -23,7 +24,7 @@ class RoutedStream:
         router: ProviderRouter,
         dep: Deployment,
         route: ModelRoute | None,
-        body: dict[str, Any],
+        request: ChatCompletionRequest,
         upstream: UpstreamStream,
         events: AsyncIterator[StreamEvent],
         first: StreamEvent,
@@ -33,7 +34,7 @@ class RoutedStream:
         self.router = router
         self.deployment = dep
         self.route = route
-        self._body = body
+        self._request = request
         self._upstream = upstream
         self._events = events
         self._first = first
@@ -81,7 +82,7 @@ class RoutedStream:
     def _measure(self) -> None:
         """Usage and metrics of what streamed so far (a cut stream is charged what it sent)."""
         self._clock.stop()
-        usage, estimated = self._counter.final(self._body, self.router.tokenize)
+        usage, estimated = self._counter.final(self._request.wire(), self.router.tokenize)
         price = self.router.price(self.deployment, self.route)
         self.usage = usage
         self.metrics = response_metrics(usage, price, self._clock, estimated)

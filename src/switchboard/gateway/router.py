@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from switchboard.errors import ModelNotFound
 from switchboard.gateway.accounting import (
     RequestClock,
     Tokenize,
@@ -44,7 +45,6 @@ from switchboard.gateway.providers.base import (
 from switchboard.gateway.routed_stream import RoutedStream
 from switchboard.gateway.telemetry import GatewayTelemetry
 from switchboard.protocol.chat import ChatCompletionRequest
-from switchboard.serving import ModelNotFound
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -152,8 +152,8 @@ class ProviderRouter:
     def route_of(self, dep: Deployment) -> ModelRoute | None:
         return next((r for r in self.config.models if dep.id in r.deployments), None)
 
-    def _call(self, request: ChatCompletionRequest, body: dict[str, Any], dep: Deployment) -> Call:
-        return Call(request, body, api_key=self._stored_key(request.api_key_ref, dep))
+    def _call(self, request: ChatCompletionRequest, dep: Deployment) -> Call:
+        return Call(request, api_key=self._stored_key(request.api_key_ref, dep))
 
     def _stored_key(self, name: str | None, dep: Deployment) -> str | None:
         """The secret an ``api_key_ref`` names, if it is bound to ``dep`` (else refused)."""
@@ -192,7 +192,6 @@ class ProviderRouter:
     async def complete(
         self,
         request: ChatCompletionRequest,
-        body: dict[str, Any],
         deployment: str | None = None,
         retries: int | None = None,
     ) -> Answer:
@@ -201,7 +200,7 @@ class ProviderRouter:
         async for dep, route in self._candidates(request.model, deployment, attempts, retries,
                                                  request.api_key_ref):
             clock = RequestClock()
-            call = self._call(request, body, dep)
+            call = self._call(request, dep)
             result = await self._attempt(dep, attempts, dep.provider.complete(call))
             if result is None:
                 continue
@@ -212,7 +211,7 @@ class ProviderRouter:
             completion = result.completion
             counter = UsageCounter()
             counter.observe_completion(completion)
-            usage, estimated = counter.final(body, self.tokenize)
+            usage, estimated = counter.final(request.wire(), self.tokenize)
             completion["usage"] = usage
             completion["metrics"] = response_metrics(
                 usage, self.price(dep, route), clock, estimated)
@@ -251,7 +250,6 @@ class ProviderRouter:
     async def stream(
         self,
         request: ChatCompletionRequest,
-        body: dict[str, Any],
         deployment: str | None = None,
         include_usage: bool = False,
         retries: int | None = None,
@@ -261,7 +259,7 @@ class ProviderRouter:
         async for dep, route in self._candidates(request.model, deployment, attempts, retries,
                                                  request.api_key_ref):
             clock = RequestClock()
-            call = self._call(request, body, dep)
+            call = self._call(request, dep)
             self.begin(dep)
             upstream: UpstreamStream | None = None
             try:
@@ -286,7 +284,7 @@ class ProviderRouter:
                 cancelled = isinstance(exc, asyncio.CancelledError)
                 self.end(dep, "cancelled" if cancelled else "client_error")
                 raise
-            return RoutedStream(self, dep, route, body, upstream, events, first, clock,
+            return RoutedStream(self, dep, route, request, upstream, events, first, clock,
                                 include_usage)
         raise self._exhausted(attempts)
 

@@ -34,6 +34,7 @@ from switchboard.http.routes import (
     ui,
 )
 from switchboard.persistence.buckets import BucketRepository
+from switchboard.pipeline import Pipeline
 from switchboard.retrieval.buckets import BucketService
 from switchboard.retrieval.service import EmbeddingService
 from switchboard.serving import ChatService, ModelCatalog, ServingMetrics
@@ -81,6 +82,8 @@ def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastA
     api.state.embeddings = EmbeddingService()
     api.state.buckets = BucketService(BucketRepository(api.state.governance.database),
                                       api.state.embeddings)
+    api.state.pipeline = Pipeline(api.state.router, api.state.governor, api.state.buckets,
+                                  api.state.embeddings, catalog, settings)
     install_error_handlers(api)
     api.add_middleware(RequestIdMiddleware)
     api.add_middleware(NoSniffMiddleware)

@@ -1,7 +1,8 @@
 """Errors in OpenAI's format: ``{"error": {"message", "type", "param", "code"}}``.
 
-Maps every failure the layers below can raise to a status code, and request validation failures
-to a 422 that carries both FastAPI's ``detail`` list and the ``error`` object.
+Renders ``APIError`` (``switchboard.errors``; the pipeline's ``to_api_error`` maps every failure
+of the layers below to one) and answers request validation failures with a 422 that carries both
+FastAPI's ``detail`` list and the ``error`` object.
 """
 
 from __future__ import annotations
@@ -17,24 +18,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from switchboard.engine import (
-    EngineError,
-    EngineOverloaded,
-    PromptTooLong,
-    TemplateRenderError,
-)
+from switchboard.engine import EngineError, TemplateRenderError
+from switchboard.errors import APIError, ModelNotFound, ModelsLoading, Unsupported
 from switchboard.gateway.providers.base import UpstreamFailure
 from switchboard.governance.governor import GovernanceError
-from switchboard.persistence import DATABASE_ERRORS, database_unreachable
+from switchboard.persistence import DATABASE_ERRORS
+from switchboard.pipeline.failures import to_api_error
 from switchboard.protocol.limits import LIMIT_CODES
-from switchboard.retrieval.buckets import BucketNotFound
-from switchboard.serving import (
-    GenerationFailed,
-    ModelNotFound,
-    ModelsLoading,
-    Unsupported,
-)
-from switchboard.serving.tool_parser import MalformedToolCall
+
+__all__ = ["APIError", "ErrorResponse", "error_response", "install_error_handlers",
+           "to_api_error"]
 
 log = logging.getLogger(__name__)
 
@@ -63,118 +56,9 @@ class ErrorResponse(JSONResponse):
         return text.encode("utf-8", "replace")
 
 
-class APIError(Exception):
-    """An error the API reports to the client as is."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.param = param
-        self.code = code
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
-
-    def response(self) -> JSONResponse:
-        return ErrorResponse(self.body(), status_code=self.status, headers=self.headers)
-
-
-def to_api_error(exc: Exception) -> APIError:
-    """Translate an exception from the serving or engine layer into an ``APIError``."""
-    if isinstance(exc, APIError):
-        return exc
-    if isinstance(exc, BucketNotFound):
-        return APIError(404, f"bucket {exc.args[0]!r} not found", type="not_found_error",
-                        param="bucket", code="bucket_not_found")
-    if isinstance(exc, GovernanceError):
-        return APIError(exc.status, exc.message, type=exc.type, param=exc.param, code=exc.code,
-                        headers=dict(exc.headers))
-    if isinstance(exc, ModelNotFound):
-        return APIError(404, str(exc), param="model", code="model_not_found")
-    if isinstance(exc, Unsupported):
-        return APIError(400, str(exc), param=exc.param, code="unsupported_parameter")
-    if isinstance(exc, TemplateRenderError):
-        return APIError(400, str(exc), param="messages", code="invalid_messages")
-    if isinstance(exc, PromptTooLong):
-        return APIError(400, str(exc), param="messages", code="context_length_exceeded")
-    if isinstance(exc, EngineOverloaded):
-        return APIError(
-            429,
-            str(exc),
-            type="server_overloaded",
-            code="server_overloaded",
-            headers={"Retry-After": str(exc.retry_after_s)},
-        )
-    if isinstance(exc, ModelsLoading):
-        return APIError(
-            503, f"Model not ready: {exc}", type="server_error", code="model_loading",
-            headers={"Retry-After": "1"},
-        )
-    if isinstance(exc, EngineError):
-        return APIError(400, str(exc))
-    if isinstance(exc, UpstreamFailure):
-        return _upstream_error(exc)
-    if isinstance(exc, MalformedToolCall):  # the model's output left the enforced call format
-        return APIError(502, f"the model's tool call could not be read: {exc}",
-                        type="server_error", code="invalid_tool_call")
-    if isinstance(exc, GenerationFailed):
-        return APIError(500, str(exc), type="server_error", code="generation_failed")
-    if database_unreachable(exc):
-        log.error("database unavailable: %s", exc)
-        return APIError(503, "the database is unavailable; try again shortly",
-                        type="server_error", code="database_unavailable",
-                        headers={"Retry-After": "1"})
-    log.exception("unexpected error", exc_info=exc)
-    return APIError(500, "internal server error", type="server_error")
-
-
-_GATEWAY_STATUS = {"timeout": 504, "stall": 504}
-
-
-def _upstream_error(exc: UpstreamFailure) -> APIError:
-    """An upstream's own 4xx passes through; transport failures are 502/504; 429 and overload
-    keep their status with ``Retry-After``. Upstream credential errors are ours (502)."""
-    headers = {}
-    if exc.retry_after_s is not None:
-        headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
-    upstream = (exc.body or {}).get("error") if isinstance(exc.body, dict) else None
-    upstream = upstream if isinstance(upstream, dict) else {}
-    if exc.kind == "client_error" and exc.status not in (None, 401, 403):
-        return APIError(
-            exc.status or 400,
-            str(upstream.get("message") or exc.message),
-            type=str(upstream.get("type") or "invalid_request_error"),
-            param=upstream.get("param"),
-            code=upstream.get("code"),
-        )
-    if exc.kind in ("rate_limited", "overloaded"):
-        return APIError(exc.status or 503, exc.message, type="server_overloaded",
-                        code="rate_limited" if exc.kind == "rate_limited" else "server_overloaded",
-                        headers=headers or {"Retry-After": "1"})
-    if exc.kind == "client_error":
-        return APIError(502, f"the upstream provider refused our credentials: {exc.message}",
-                        type="upstream_error", code="upstream_auth_failed")
-    status = _GATEWAY_STATUS.get(exc.kind, 502)
-    return APIError(status, f"upstream {exc.kind.replace('_', ' ')}: {exc.message}",
-                    type="upstream_error", code=f"upstream_{exc.kind}", headers=headers)
+def error_response(error: APIError) -> JSONResponse:
+    """An ``APIError`` as OpenAI's error body, with its status and headers."""
+    return ErrorResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
 def _first_param(errors: list[dict[str, Any]]) -> str | None:
@@ -192,8 +76,8 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     limit = next((e for e in found if e.get("type") in LIMIT_CODES), None)
     if limit is not None:  # over one of the protocol's bounds: a 400 naming it (not the input)
         param = _first_param([limit])
-        return APIError(400, f"{param}: {limit['msg']}" if param else limit["msg"], param=param,
-                        code=limit["type"]).response()
+        message = f"{param}: {limit['msg']}" if param else limit["msg"]
+        return error_response(APIError(400, message, param=param, code=limit["type"]))
     errors = jsonable_encoder(found, custom_encoder={Exception: str})
     first = errors[0] if errors else {}
     param = _first_param(errors)
@@ -213,7 +97,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _api_error(request: Request, exc: APIError) -> JSONResponse:
-    return exc.response()
+    return error_response(exc)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -224,11 +108,11 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
         type=kind or ("server_error" if exc.status_code >= 500 else "invalid_request_error"),
         headers=dict(exc.headers or {}),
     )
-    return error.response()
+    return error_response(error)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    return to_api_error(exc).response()
+    return error_response(to_api_error(exc))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -29,15 +29,16 @@ LENGTH_PENALTY_LIMIT = 10.0  # |length_penalty|; Hugging Face's useful range is 
 
 
 class JSONSchemaFormat(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+
     name: str = Field(default="response", max_length=64)
     description: str | None = None
     schema_: Annotated[dict[str, Any] | None, SCHEMA_SIZE] = Field(default=None, alias="schema")
     strict: bool | None = None
 
-    model_config = ConfigDict(populate_by_name=True)
-
 
 class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JSONSchemaFormat | None = None
 
@@ -213,6 +214,11 @@ class ChatCompletionRequest(BaseModel):
         return self
 
     # --- Derived values ------------------------------------------------------------------------
+    def wire(self) -> dict[str, Any]:
+        """The request as JSON, as the client sent it (unknown fields included, defaults it
+        did not send left out): what an OpenAI-compatible upstream is sent."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
     @property
     def stop_list(self) -> list[str]:
         if self.stop is None:

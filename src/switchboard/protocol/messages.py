@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from switchboard.protocol.limits import MAX_CONTENT_PARTS, SCHEMA_SIZE, at_most
 
+# unknown fields are kept, so a request forwarded upstream arrives as the client wrote it
+_KEEP_UNKNOWN = ConfigDict(extra="allow")
+
 
 class _Part(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -23,6 +26,7 @@ class TextPart(_Part):
 
 
 class ImageURL(BaseModel):
+    model_config = _KEEP_UNKNOWN
     url: str
     detail: Literal["auto", "low", "high"] | None = None
 
@@ -33,6 +37,7 @@ class ImagePart(_Part):
 
 
 class InputAudio(BaseModel):
+    model_config = _KEEP_UNKNOWN
     data: str
     format: str
 
@@ -60,11 +65,14 @@ ContentPart = Annotated[
 class FunctionCall(BaseModel):
     """A function call made by the assistant (``arguments`` is a JSON-encoded string)."""
 
+    model_config = _KEEP_UNKNOWN
+
     name: str
     arguments: str
 
 
 class ToolCall(BaseModel):
+    model_config = _KEEP_UNKNOWN
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
@@ -125,6 +133,7 @@ ChatMessage = Annotated[
 
 
 class FunctionDefinition(BaseModel):
+    model_config = _KEEP_UNKNOWN
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
     description: str | None = None
     parameters: Annotated[dict[str, Any] | None, SCHEMA_SIZE] = None
@@ -132,6 +141,7 @@ class FunctionDefinition(BaseModel):
 
 
 class FunctionTool(BaseModel):
+    model_config = _KEEP_UNKNOWN
     type: Literal["function"]
     function: FunctionDefinition
 
@@ -159,10 +169,12 @@ Tool = Annotated[FunctionTool | RetrievalTool | CustomTool, Field(discriminator=
 
 
 class NamedFunction(BaseModel):
+    model_config = _KEEP_UNKNOWN
     name: str
 
 
 class NamedToolChoice(BaseModel):
+    model_config = _KEEP_UNKNOWN
     type: Literal["function"]
     function: NamedFunction
 

@@ -38,11 +38,11 @@ def retrieval_tools(request: ChatCompletionRequest) -> list[RetrievalTool]:
 
 async def augment(
     service: BucketService, principal: Principal, request: ChatCompletionRequest,
-    raw: dict[str, Any],
-) -> tuple[ChatCompletionRequest, dict[str, Any], Retrieval]:
+) -> tuple[ChatCompletionRequest, Retrieval]:
     """The request with the found chunks in its system message and without retrieval tools.
     Raises ``BucketNotFound`` for a bucket the caller does not have."""
     tools = retrieval_tools(request)
+    raw = request.wire()
     query = last_user_text(raw.get("messages") or [])
     hits: dict[int, dict[str, Any]] = {}
     for tool in tools:
@@ -67,7 +67,7 @@ async def augment(
     else:
         body.pop("tools", None)
         body.pop("tool_choice", None)
-    return ChatCompletionRequest.model_validate(body), body, retrieval
+    return ChatCompletionRequest.model_validate(body), retrieval
 
 
 def _with_context(messages: list[dict[str, Any]], retrieval: Retrieval) -> list[dict[str, Any]]:

@@ -15,20 +15,12 @@ from switchboard import __version__
 from switchboard.engine import ChatTemplate, Engine, EngineConfig, LlamaModel
 from switchboard.engine.embedded import embedded_model_path
 from switchboard.engine.weights import prepare_weights
-from switchboard.gateway.config import DeploymentConfig
+from switchboard.errors import ModelNotFound, ModelsLoading
+from switchboard.protocol.gateway_section import LOCAL_KIND
+from switchboard.serving.deployments import LocalDeployment
 from switchboard.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class ModelNotFound(LookupError):
-    def __init__(self, model: str) -> None:
-        super().__init__(f"The model '{model}' does not exist or you do not have access to it.")
-        self.model = model
-
-
-class ModelsLoading(RuntimeError):
-    pass
 
 
 @dataclass
@@ -50,7 +42,8 @@ class LocalModel:
 class ModelCatalog:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.deployments = [d for d in settings.routing.deployments if d.provider == "local"]
+        self.deployments = [d.as_kind(LocalDeployment) for d in settings.routing.deployments
+                            if d.provider == LOCAL_KIND]
         self.default_id = self.deployments[0].id if self.deployments else None
         self._models: dict[str, LocalModel] = {}  # deployment id -> model
         self.load_error: str | None = None
@@ -89,7 +82,7 @@ class ModelCatalog:
             log.info("deployment %s (%s) ready in %.2f s", dep_id, model.id,
                      self.loaded_at - self._started)
 
-    def _source(self, dep: DeploymentConfig) -> Path:
+    def _source(self, dep: LocalDeployment) -> Path:
         """The GGUF a local deployment serves (deployments of one file share its engine)."""
         return (dep.path or self.settings.model or embedded_model_path()).resolve()
 
@@ -105,6 +98,7 @@ class ModelCatalog:
             cache_slots=settings.max_sequences if settings.use_prefix_cache else 0,
             reserved=reserved,
             kv_streams=settings.kv_layout == "per-sequence",
+            fast_forward=settings.grammar_fast_forward,
         )
         llama = LlamaModel(
             path,

@@ -164,6 +164,12 @@ class ChatService:
         return run
 
     @classmethod
+    def prompt_tokens(cls, req: ChatCompletionRequest, model: LocalModel) -> tuple[int, ...]:
+        """The prompt's tokens exactly as a generation of ``req`` would run them (its template,
+        tools and tokenizer); CPU-bound, for a worker thread."""
+        return cls._prepare(req, model).tokens
+
+    @classmethod
     def _prepare(cls, req: ChatCompletionRequest, model: LocalModel) -> _Prepared:
         """The prompt's tokens, the tool plan and one grammar matcher per choice (worker thread)."""
         tools = plan_tools(req, call_format(model.template))

@@ -14,9 +14,9 @@ from typing import Any
 import llguidance
 from llguidance.gbnf_to_lark import any_to_lark
 
+from switchboard.errors import Unsupported
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.serving.json_schema import closed_objects
-from switchboard.serving.params import Unsupported
 
 # Compact JSON (no free whitespace): small models otherwise loop on spaces and newlines.
 JSON_OPTIONS: llguidance.JsonCompileOptions = {

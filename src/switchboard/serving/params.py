@@ -11,16 +11,9 @@ from typing import Any
 
 from switchboard.engine.beam import BeamSearchParams
 from switchboard.engine.request import SamplingParams
+from switchboard.errors import Unsupported
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.protocol.messages import AudioPart, FilePart, ImagePart, text_of
-
-
-class Unsupported(ValueError):
-    """A parameter this server knows but cannot honour for this model (→ 400 naming it)."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 def _fail(param: str, why: str) -> None:

@@ -27,10 +27,11 @@ from typing import Any
 import llguidance
 
 from switchboard.engine.template import ChatTemplate
+from switchboard.errors import Unsupported
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.protocol.messages import FunctionDefinition, FunctionTool, NamedToolChoice
 from switchboard.serving.json_schema import closed_objects
-from switchboard.serving.params import Unsupported, template_messages
+from switchboard.serving.params import template_messages
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _JSON_STYLE = {"item_separator": ", ", "key_separator": ": ", "whitespace_flexible": False}

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from switchboard.errors import Unsupported
 from switchboard.gateway.config import DeploymentConfig
 from switchboard.gateway.providers.base import (
     Call,
@@ -29,7 +30,6 @@ from switchboard.gateway.providers.base import (
 from switchboard.gateway.providers.transport import StallWatch, UpstreamClient, sse_payloads
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.serving.constraints import requested_constraints
-from switchboard.serving.params import Unsupported
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096

@@ -67,11 +67,15 @@ class UpstreamFailure(Exception):
 
 @dataclass
 class Call:
-    """One attempt's input: the validated request and the client's raw JSON body."""
+    """One attempt's input: the canonical request (unknown fields included)."""
 
     request: ChatCompletionRequest
-    body: dict[str, Any]
     api_key: str | None = None  # from `api_key_ref`, overrides the deployment's key
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The request as JSON, as the client sent it (a fresh dict each time)."""
+        return self.request.wire()
 
 
 @dataclass

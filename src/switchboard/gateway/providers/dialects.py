@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from switchboard.errors import Unsupported
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.serving.constraints import requested_constraints
-from switchboard.serving.params import Unsupported
 
 CONSTRAINT_FIELDS = (
     "guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs",

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from switchboard.gateway.router import ProviderRouter
 from switchboard.http.body_limits import CheckedRoute
-from switchboard.http.errors import APIError
+from switchboard.http.errors import APIError, error_response
 from switchboard.http.openapi import error_responses
 from switchboard.serving import ModelCatalog
 
@@ -21,15 +21,15 @@ router = APIRouter(tags=["health"], route_class=CheckedRoute)
 async def health(request: Request) -> JSONResponse:
     catalog: ModelCatalog = request.app.state.catalog
     if catalog.load_error:
-        return APIError(
+        return error_response(APIError(
             503, f"model failed to load: {catalog.load_error}", "server_error", code="model_error"
-        ).response()
+        ))
     if not catalog.ready:
         error = APIError(
             503, "Loading model", "unavailable_error", code="model_loading",
             headers={"Retry-After": "1"},
         )
-        return error.response()
+        return error_response(error)
     models = {m.id: m.engine.stats() for m in catalog.list()}
     gateway: ProviderRouter = request.app.state.router
     now = time.monotonic()

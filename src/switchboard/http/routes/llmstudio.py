@@ -24,20 +24,19 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.background import BackgroundTask
 
-from switchboard.gateway.providers.base import StreamEvent
-from switchboard.gateway.router import ProviderRouter, RoutedStream
-from switchboard.governance.governor import Admission
+from switchboard.errors import APIError
+from switchboard.gateway.router import ProviderRouter
 from switchboard.governance.keys import ApiKey
-from switchboard.http import metering
 from switchboard.http.auth import principal
 from switchboard.http.body_limits import CheckedRoute
-from switchboard.http.errors import APIError, to_api_error
+from switchboard.http.caller import caller_of
+from switchboard.http.errors import error_response, to_api_error
 from switchboard.http.openapi import error_responses
-from switchboard.http.routes.chat import ignored_params_headers, until_disconnected, with_last
+from switchboard.http.routes.chat import ignored_params_headers
+from switchboard.pipeline import Pipeline, Streaming
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.protocol.limits import MAX_MESSAGES, at_most
 from switchboard.protocol.messages import last_user_text
-from switchboard.retrieval.augment import Retrieval, augment, retrieval_tools
 
 router = APIRouter(prefix="/api/engine", tags=["llmstudio"], route_class=CheckedRoute)
 ALIASES = {"openai": "openai-compatible"}
@@ -119,41 +118,18 @@ async def chat(provider: str, payload: EngineChatRequest, request: Request) -> R
         "parameters": payload.parameters,
         "session_id": payload.session_id,
     }
-    headers = ignored_params_headers(openai_request)  # before admission: nothing fails after
+    pipeline: Pipeline = request.app.state.pipeline
     try:
-        admission = await metering.admit(request, openai_request, body, endpoint="llmstudio")
+        answer = await pipeline.generate(
+            openai_request, caller_of(request), endpoint="llmstudio", include_usage=True,
+            retries=retries, headers=ignored_params_headers(openai_request))
     except APIError as error:
-        error.headers.update(headers)
-        return error.response()
-    headers.update(admission.headers)
-    found: Retrieval | None = None
-    try:
-        if retrieval_tools(openai_request):
-            openai_request, body, found = await augment(
-                request.app.state.buckets, principal(request), openai_request, body)
-        if payload.is_stream:
-            stream = await until_disconnected(gateway.stream(
-                openai_request, body, include_usage=True, retries=retries), request)
-            if stream is None:  # the client left before the first event
-                await admission.finish(metering.failed(APIError(499, "the client disconnected")))
-                return Response(status_code=499)
-            events = stream if found is None else with_last(stream, {"retrieval": found.report()})
-            return StreamingResponse(_lines(stream, events, context, admission),
-                                     media_type="application/json", headers=headers,
-                                     background=BackgroundTask(metering.close_stream, stream,
-                                                               admission))
-        answer = await until_disconnected(
-            gateway.complete(openai_request, body, retries=retries), request
-        )
-    except Exception as exc:  # noqa: BLE001
-        error = to_api_error(exc)
-        await admission.finish(metering.failed(error))
-        error.headers.update(headers)
-        return error.response()
-    if answer is None:
-        await admission.finish(metering.failed(APIError(499, "the client disconnected")))
+        return error_response(error)
+    if answer is None:  # the client left; its attempts were cancelled and it was charged
         return Response(status_code=499)
-    await admission.finish(metering.answered(answer))
+    if isinstance(answer, Streaming):
+        return StreamingResponse(_lines(answer, context), media_type="application/json",
+                                 headers=answer.headers, background=BackgroundTask(answer.close))
     completion = answer.completion
     message = completion["choices"][0]["message"] if completion.get("choices") else {}
     result = {
@@ -161,23 +137,18 @@ async def chat(provider: str, payload: EngineChatRequest, request: Request) -> R
         **context,
         "chat_output": message.get("content") or "",
         "chat_output_stream": "",
-        "provider": answer.deployment.kind,
-        "deployment": answer.deployment.id,
+        "provider": answer.provider,
+        "deployment": answer.deployment,
         "timestamp": time.time(),
     }
-    if found is not None:
-        result["retrieval"] = found.report()
-    return Response(orjson.dumps(result), media_type="application/json", headers=headers)
+    return Response(orjson.dumps(result), media_type="application/json", headers=answer.headers)
 
 
-async def _lines(
-    stream: RoutedStream, events: AsyncIterator[StreamEvent], context: dict[str, Any],
-    admission: Admission,
-) -> AsyncIterator[bytes]:
+async def _lines(stream: Streaming, context: dict[str, Any]) -> AsyncIterator[bytes]:
     """One JSON object per chunk, newline-terminated; errors in-band as ``{"error": …}``."""
     output: list[str] = []
     try:
-        async for event in events:
+        async for event in stream:
             chunk = event.chunk
             text = "".join(
                 (c.get("delta") or {}).get("content") or "" for c in chunk.get("choices") or ()
@@ -187,11 +158,11 @@ async def _lines(
                 **chunk, **context,
                 "chat_output": "".join(output),
                 "chat_output_stream": text,
-                "provider": stream.deployment.kind,
+                "provider": stream.provider,
                 "timestamp": time.time(),
             }) + b"\n"
     except Exception as exc:  # noqa: BLE001
         yield orjson.dumps(to_api_error(exc).body()) + b"\n"
     finally:
-        await metering.close_stream(stream, admission)
+        await stream.close()
 

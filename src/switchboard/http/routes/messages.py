@@ -1,16 +1,14 @@
 """``POST /v1/messages`` (Anthropic's Messages API) and ``POST /v1/messages/count_tokens``.
 
 A thin adapter: the request is translated to a chat completion
-(:mod:`switchboard.protocol.anthropic_translation`), admitted and settled like one
-(:mod:`switchboard.http.metering`), routed by the ``ProviderRouter`` and answered as a message or
-a stream of Anthropic's named events. Every error on these routes, including a bad key and a
-body that fails validation (a 400 here, not FastAPI's 422), is Anthropic's error body
-(``MessagesRoute``).
+(:mod:`switchboard.protocol.anthropic_translation`), run by the ``Pipeline`` like any other (admit,
+route, settle) and answered as a message or a stream of Anthropic's named events. Every error on
+these routes, including a bad key and a body that fails validation (a 400 here, not FastAPI's
+422), is Anthropic's error body (``MessagesRoute``).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -22,14 +20,14 @@ from pydantic import BaseModel, ValidationError
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from switchboard.gateway.accounting import RequestClock
-from switchboard.gateway.router import ProviderRouter, RoutedStream
-from switchboard.governance.governor import Admission
-from switchboard.http import metering
-from switchboard.http.auth import principal
+from switchboard.errors import APIError
+from switchboard.gateway.router import ProviderRouter
 from switchboard.http.body_limits import CheckedRoute, header_list
-from switchboard.http.errors import APIError, to_api_error
-from switchboard.http.routes.chat import DEPLOYMENT_HEADER, IGNORED_HEADER, until_disconnected
+from switchboard.http.caller import caller_of
+from switchboard.http.errors import to_api_error
+from switchboard.http.routes.chat import IGNORED_HEADER, STREAM_HEADERS
+from switchboard.pipeline import Pipeline, Streaming
+from switchboard.pipeline.admission import reachable
 from switchboard.protocol.anthropic_messages import (
     AnthropicErrorResponse,
     CountTokensRequest,
@@ -44,9 +42,6 @@ from switchboard.protocol.anthropic_translation import (
     to_message,
 )
 from switchboard.protocol.chat import ChatCompletionRequest
-from switchboard.serving import ChatRun, ChatService
-from switchboard.serving.catalog import LocalModel
-from switchboard.serving.chat import started_runs
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
           403: "permission_error", 404: "not_found_error", 413: "request_too_large",
@@ -121,45 +116,24 @@ async def create_message(body: MessagesRequest, request: Request) -> Response:
     # keep them (include_stop_str_in_output); an upstream's match is reported as end_turn
     kept = (list(body.stop_sequences)
             if body.stop_sequences and _all_local(gateway, body.model) else [])
-    chat, raw = _chat_request(body, keep_stop=bool(kept))
+    chat = _chat_request(body, keep_stop=bool(kept))
+    pipeline: Pipeline = request.app.state.pipeline
     headers = {IGNORED_HEADER: header_list(body.ignored_params)} if body.ignored_params else {}
     try:
-        admission = await metering.admit(request, chat, raw, endpoint="messages")
+        result = await pipeline.generate(chat, caller_of(request), endpoint="messages",
+                                         include_usage=True, headers=headers)
     except APIError as error:
-        error.headers.update(headers)
         return error_response(error)
-    headers.update(admission.headers)
-    runs: list[ChatRun] = []  # the local runs started for it, charged if the client hangs up
-    clock = RequestClock()
-    listed = started_runs.set(runs)
-    try:
-        if chat.stream:
-            stream = await until_disconnected(gateway.stream(chat, raw, include_usage=True),
-                                              request)
-        else:
-            answer = await until_disconnected(gateway.complete(chat, raw), request)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes an error body
-        error = to_api_error(exc)
-        await admission.finish(metering.failed(error))
-        error.headers.update(headers)
-        return error_response(error)
-    finally:
-        started_runs.reset(listed)
-    if (stream if chat.stream else answer) is None:  # the client left; its attempts cancelled
-        await admission.finish(metering.cut_off(request, raw, chat.model, None, runs, clock))
+    if result is None:  # the client left; its attempts were cancelled and it was charged
         return Response(status_code=499)
-    if chat.stream:
-        headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
-                        DEPLOYMENT_HEADER: stream.deployment.id})
-        frames = _frames(stream, MessageStream(body.model, kept), admission)
-        return StreamingResponse(frames, media_type="text/event-stream", headers=headers,
-                                 background=BackgroundTask(metering.close_stream, stream,
-                                                           admission))
-    await admission.finish(metering.answered(answer))
-    headers[DEPLOYMENT_HEADER] = answer.deployment.id
-    message = to_message(answer.completion, body.model, kept)
+    if isinstance(result, Streaming):
+        frames = _frames(result, MessageStream(body.model, kept))
+        return StreamingResponse(frames, media_type="text/event-stream",
+                                 headers={**result.headers, **STREAM_HEADERS},
+                                 background=BackgroundTask(result.close))
+    message = to_message(result.completion, body.model, kept)
     return Response(message.model_dump_json().encode(), media_type="application/json",
-                    headers=headers)
+                    headers=result.headers)
 
 
 @router.post(
@@ -171,34 +145,17 @@ async def create_message(body: MessagesRequest, request: Request) -> Response:
 )
 async def count_tokens(body: CountTokensRequest, request: Request) -> CountTokensResponse:
     """Exact for a local model (its template and tokenizer); an estimate for an upstream."""
-    gateway: ProviderRouter = request.app.state.router
-    chat, raw = _chat_request(body)
-    names = gateway.public_names(chat.model)
-    key = principal(request).key
-    if key is not None and not key.allows(*names):
-        raise APIError(403, f"This API key may not use the model {chat.model!r}.",
-                       type="permission_error")
-    route = gateway.resolve(chat.model)
-    dep = gateway.deployments[route.deployments[0]]
-    if dep.kind != "local":
-        return CountTokensResponse(input_tokens=metering.prompt_estimate(gateway, raw))
-    model = request.app.state.catalog.get(dep.id)
-    tokens = await asyncio.to_thread(_local_prompt_tokens, chat, model)
-    return CountTokensResponse(input_tokens=tokens)
+    pipeline: Pipeline = request.app.state.pipeline
+    counted = await pipeline.prompt_tokens(_chat_request(body), caller_of(request))
+    return CountTokensResponse(input_tokens=counted if isinstance(counted, int)
+                               else len(counted))
 
 
-def _local_prompt_tokens(chat: ChatCompletionRequest, model: LocalModel) -> int:
-    """The prompt's tokens exactly as a generation would prepare them (worker thread)."""
-    # serving has no public "prompt tokens of a request" yet; _prepare is what generation runs
-    return len(ChatService._prepare(chat, model).tokens)
-
-
-def _chat_request(body: MessagesRequest | CountTokensRequest, keep_stop: bool = False
-                  ) -> tuple[ChatCompletionRequest, dict[str, Any]]:
+def _chat_request(body: MessagesRequest | CountTokensRequest,
+                  keep_stop: bool = False) -> ChatCompletionRequest:
     """The chat completion a message request is (400 when it has none)."""
     try:
-        raw = to_chat_body(body, keep_stop)
-        return ChatCompletionRequest.model_validate(raw), raw
+        return ChatCompletionRequest.model_validate(to_chat_body(body, keep_stop))
     except UntranslatableRequest as exc:
         raise APIError(400, f"{exc.param}: {exc}", param=exc.param) from exc
     except ValidationError as exc:
@@ -208,7 +165,7 @@ def _chat_request(body: MessagesRequest | CountTokensRequest, keep_stop: bool = 
 def _all_local(gateway: ProviderRouter, model: str) -> bool:
     """Whether every deployment the model may reach is local (which can keep stop strings)."""
     try:
-        return all(dep.kind == "local" for dep, _ in metering.reachable(gateway, model, None))
+        return all(dep.kind == "local" for dep, _ in reachable(gateway, model, None))
     except Exception:  # noqa: BLE001 - unknown model: admission answers it
         return False
 
@@ -218,8 +175,7 @@ def _frame(event: BaseModel | dict[str, Any]) -> bytes:
     return b"event: " + str(data["type"]).encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-async def _frames(stream: RoutedStream, translator: MessageStream,
-                  admission: Admission) -> AsyncIterator[bytes]:
+async def _frames(stream: Streaming, translator: MessageStream) -> AsyncIterator[bytes]:
     """The stream's chunks as Anthropic's events; a failure after the start is an ``error``
     event."""
     try:
@@ -231,5 +187,5 @@ async def _frames(stream: RoutedStream, translator: MessageStream,
     except Exception as exc:  # noqa: BLE001 - reported to the client in-band
         yield _frame(error_body(to_api_error(exc)))
     finally:
-        await metering.close_stream(stream, admission)
+        await stream.close()
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -16,32 +15,25 @@ from switchboard.gateway.accounting import RequestClock
 from switchboard.gateway.config import DeploymentConfig, GatewayConfig, ModelRoute, Price
 from switchboard.gateway.router import ProviderRouter
 from switchboard.gateway.telemetry import GatewayTelemetry
-from switchboard.http import metering
-from switchboard.http.routes.chat import until_disconnected
+from switchboard.pipeline.admission import prompt_estimate
+from switchboard.pipeline.disconnect import until_gone
+from switchboard.pipeline.settlement import cut_off
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.serving import ChatRun
 from switchboard.serving.chat import started_runs
 
 BODY = {"model": "smol-priced", "messages": [{"role": "user", "content": "Count up."}]}
+REQUEST = ChatCompletionRequest.model_validate(BODY)
 
 
-def _request(disconnect_after_s: float | None = None) -> Any:
+def _router() -> ProviderRouter:
     config = GatewayConfig(
         deployments=[DeploymentConfig(id="smol", provider="local")],
         models=[ModelRoute(name="smol-priced", deployments=["smol"],
                            price=Price(input_per_million=1e6, output_per_million=2e6))],
     )
-    router = ProviderRouter(config, {"smol": object()},  # type: ignore[dict-item]
-                            GatewayTelemetry(CollectorRegistry()))
-
-    async def receive() -> dict[str, str]:
-        if disconnect_after_s is None:
-            await asyncio.Event().wait()
-        await asyncio.sleep(disconnect_after_s or 0)
-        return {"type": "http.disconnect"}
-
-    return SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(router=router)),
-                           receive=receive)
+    return ProviderRouter(config, {"smol": object()},  # type: ignore[dict-item]
+                          GatewayTelemetry(CollectorRegistry()))
 
 
 def _run(prompt_tokens: int) -> ChatRun:
@@ -52,8 +44,10 @@ def _run(prompt_tokens: int) -> ChatRun:
 
 def test_a_cut_off_local_run_is_charged_its_prompt_and_decoded_tokens() -> None:
     async def go() -> None:
-        request = _request(disconnect_after_s=0.05)
         runs: list[ChatRun] = []
+
+        async def disconnected() -> None:  # the client hangs up after 50 ms
+            await asyncio.sleep(0.05)
 
         async def work() -> None:  # what the local provider does: start a run, read it
             run = _run(33)
@@ -65,11 +59,11 @@ def test_a_cut_off_local_run_is_charged_its_prompt_and_decoded_tokens() -> None:
 
         listed = started_runs.set(runs)
         try:
-            assert await until_disconnected(work(), request) is None
+            assert await until_gone(work(), disconnected) is None
         finally:
             started_runs.reset(listed)
         runs[0].queue.put_nowait((0, StepOutput(completion_tokens=4)))  # decoded, never read
-        outcome = metering.cut_off(request, BODY, "smol-priced", None, runs, RequestClock())
+        outcome = cut_off(_router(), REQUEST, None, runs, RequestClock())
         assert outcome.status == 499 and outcome.deployment == "smol"
         assert outcome.metrics is not None
         assert (outcome.metrics["input_tokens"], outcome.metrics["output_tokens"]) == (33, 4)
@@ -79,9 +73,9 @@ def test_a_cut_off_local_run_is_charged_its_prompt_and_decoded_tokens() -> None:
 
 
 def test_a_cut_off_upstream_request_is_charged_its_estimated_prompt() -> None:
-    outcome = metering.cut_off(_request(), BODY, "smol-priced", None, [], RequestClock())
+    outcome = cut_off(_router(), REQUEST, None, [], RequestClock())
     assert outcome.status == 499 and outcome.metrics is not None
-    prompt = metering.prompt_estimate(_request().app.state.router, BODY)
+    prompt = prompt_estimate(_router(), REQUEST)
     assert outcome.metrics["input_tokens"] == prompt > 0
     assert outcome.metrics["output_tokens"] == 0 and outcome.metrics["usage_estimated"]
     assert outcome.metrics["cost_usd"] == pytest.approx(prompt)
