@@ -132,3 +132,16 @@ embedding_tasks = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
 )
+
+# Responses API: stored responses (``store`` true), each with the whole input it answered.
+stored_responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(64), primary_key=True),  # resp_…
+    Column("owner", String(32), nullable=False),  # a key id, or "*" for the admin / open server
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("model", String(200), nullable=True),
+    Column("response", JSON, nullable=False),  # the response object as answered
+    Column("input_items", JSON, nullable=False),  # earlier turns' items, then this input's
+    Index("ix_responses_owner_created", "owner", "created_at"),
+)
