@@ -17,6 +17,7 @@ import pytest
 import yaml
 from pydantic import Field
 
+from switchboard.gateway.config import gateway_config
 from switchboard.settings import Settings, load_settings
 from switchboard.settings_reference import reference_drift, render_reference_table
 
@@ -92,7 +93,7 @@ def test_config_examples_load(page: Path, tmp_path: Path, monkeypatch: pytest.Mo
         config = tmp_path / f"example-{index}.yaml"
         config.write_text(block)
         settings = load_settings({"config": config})
-        assert settings.routing.models, f"{page.name} block {index} routes no model"
+        assert gateway_config(settings).models, f"{page.name} block {index} routes no model"
 
 
 def test_gateway_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,7 +105,7 @@ def test_gateway_full_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     for name in ("VLLM_API_KEY", "TELKOM_API_KEY", "ANTHROPIC_API_KEY"):
         monkeypatch.setenv(name, "secret-" + name)
     settings = load_settings({"config": config})
-    routing = settings.routing
+    routing = gateway_config(settings)
     assert {m.name for m in routing.models} == {"llama-8b", "smollm2", "claude", "telkom-llm"}
     assert settings.secret_values()["telkom"] == "secret-TELKOM_API_KEY"
     claude = next(d for d in routing.deployments if d.id == "claude")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.gateway.config import gateway_config
 from switchboard.settings import load_settings
 
 ROOT = Path(__file__).parent.parent
@@ -39,7 +40,7 @@ def test_readme_gateway_config_is_valid(tmp_path: Path, monkeypatch: pytest.Monk
     config.write_text(block.group(1))
     monkeypatch.setenv("VLLM_API_KEY", "secret-vllm")
     settings = load_settings({"config": config})
-    routing = settings.routing
+    routing = gateway_config(settings)
     assert {m.name for m in routing.models} == {"llama-8b", "smollm2"}
     llama = next(m for m in routing.models if m.name == "llama-8b")
     assert llama.fallbacks == ["smollm2"]

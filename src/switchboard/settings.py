@@ -11,7 +11,7 @@ import yaml
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from switchboard.gateway.config import GatewayConfig
+from switchboard.protocol.gateway_section import GatewaySection
 
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
 GATEWAY_KEYS = ("secrets", "deployments", "models")
@@ -163,8 +163,8 @@ class Settings(BaseSettings):
     )
 
     # Gateway: the config file's top-level `secrets`, `deployments` and `models`.
-    gateway: GatewayConfig = Field(
-        default_factory=GatewayConfig,
+    gateway: GatewaySection = Field(
+        default_factory=GatewaySection,
         description="The config file's top-level secrets, deployments and models (see Gateway).",
         json_schema_extra={"flag": False, "default_text": "the server's own model"},
     )
@@ -227,8 +227,9 @@ class Settings(BaseSettings):
         return self.n_threads or max(1, os.cpu_count() or 1)
 
     @property
-    def routing(self) -> GatewayConfig:
-        """The gateway config with the server's own model filled in when none is configured."""
+    def routing(self) -> GatewaySection:
+        """The gateway section with the server's own model filled in when none is configured
+        (each deployment's kind checks its options in the gateway: ``gateway_config``)."""
         return self.gateway.with_defaults(self.served_model_id, self.model)
 
     def secret_values(self) -> dict[str, str]:

@@ -17,9 +17,9 @@ from typing import Any
 
 import aiohttp
 import orjson
+from pydantic import Field, field_validator
 
 from switchboard.errors import Unsupported
-from switchboard.gateway.config import DeploymentConfig
 from switchboard.gateway.providers.base import (
     Call,
     ProviderResult,
@@ -27,18 +27,33 @@ from switchboard.gateway.providers.base import (
     UpstreamFailure,
     no_embeddings,
 )
+from switchboard.gateway.providers.registry import ProviderContext, register
 from switchboard.gateway.providers.transport import StallWatch, UpstreamClient, sse_payloads
+from switchboard.gateway.providers.upstream_options import UpstreamDeployment
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.serving.constraints import requested_constraints
 
 API_VERSION = "2023-06-01"
+DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_MAX_TOKENS = 4096
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
           "tool_use": "tool_calls", "pause_turn": "stop", "refusal": "content_filter"}
 
 
+class AnthropicDeployment(UpstreamDeployment):
+    """Anthropic's options: those of every upstream, with Anthropic's own API as the default
+    ``base_url`` (the key always goes in ``x-api-key``)."""
+
+    base_url: str | None = Field(default=DEFAULT_BASE_URL, description="The API root.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _default_url(cls, value: str | None) -> str:
+        return value or DEFAULT_BASE_URL
+
+
 class AnthropicProvider:
-    def __init__(self, config: DeploymentConfig, api_key: str | None) -> None:
+    def __init__(self, config: AnthropicDeployment, api_key: str | None) -> None:
         self.config = config
         self._api_key = api_key
         self._url = f"{config.base_url}/v1/messages"
@@ -304,3 +319,10 @@ class AnthropicStream:
 
     async def aclose(self) -> None:
         self._resp.close()
+
+
+def build(config: AnthropicDeployment, context: ProviderContext) -> AnthropicProvider:
+    return AnthropicProvider(config, context.key_of(config))
+
+
+register("anthropic", build, AnthropicDeployment)

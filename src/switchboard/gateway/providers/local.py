@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from switchboard.engine import EngineOverloaded
-from switchboard.gateway.config import DeploymentConfig
 from switchboard.gateway.providers.base import (
     Call,
     ProviderResult,
@@ -20,12 +19,15 @@ from switchboard.gateway.providers.base import (
     UpstreamFailure,
     no_embeddings,
 )
+from switchboard.gateway.providers.registry import ProviderContext, register
 from switchboard.protocol.chat import StreamOptions
+from switchboard.protocol.gateway_section import LOCAL_KIND
 from switchboard.serving import ChatRun, ChatService, ModelsLoading
+from switchboard.serving.deployments import LocalDeployment
 
 
 class LocalProvider:
-    def __init__(self, config: DeploymentConfig, service: ChatService) -> None:
+    def __init__(self, config: LocalDeployment, service: ChatService) -> None:
         self.config = config
         self.service = service
 
@@ -82,3 +84,10 @@ class LocalStream:
 
     async def aclose(self) -> None:
         self._run.cancel()
+
+
+def build(config: LocalDeployment, context: ProviderContext) -> LocalProvider:
+    return LocalProvider(config, context.service)
+
+
+register(LOCAL_KIND, build, LocalDeployment)

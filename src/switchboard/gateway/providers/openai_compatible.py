@@ -15,7 +15,6 @@ from typing import Any
 import aiohttp
 import orjson
 
-from switchboard.gateway.config import DeploymentConfig
 from switchboard.gateway.providers.base import (
     Call,
     ProviderResult,
@@ -23,14 +22,20 @@ from switchboard.gateway.providers.base import (
     UpstreamFailure,
 )
 from switchboard.gateway.providers.dialects import translate_constraint
+from switchboard.gateway.providers.registry import ProviderContext, register
 from switchboard.gateway.providers.transport import StallWatch, UpstreamClient, sse_payloads
+from switchboard.gateway.providers.upstream_options import UpstreamDeployment
 
 # Our own request fields that mean nothing upstream.
 LOCAL_ONLY_FIELDS = ("api_key_ref", "session_id")
 
 
+class OpenAICompatibleDeployment(UpstreamDeployment):
+    """An OpenAI-compatible upstream's options: those of every upstream (``dialect`` included)."""
+
+
 class OpenAICompatibleProvider:
-    def __init__(self, config: DeploymentConfig, api_key: str | None) -> None:
+    def __init__(self, config: OpenAICompatibleDeployment, api_key: str | None) -> None:
         self.config = config
         self._api_key = api_key
         self._url = f"{config.base_url}/chat/completions"
@@ -117,3 +122,10 @@ def _event(payload: bytes) -> StreamEvent:
     if not isinstance(chunk, dict):
         raise UpstreamFailure("bad_response", "the upstream sent an invalid stream event")
     return StreamEvent(chunk, b"data: " + payload + b"\n\n")
+
+
+def build(config: OpenAICompatibleDeployment, context: ProviderContext) -> OpenAICompatibleProvider:
+    return OpenAICompatibleProvider(config, context.key_of(config))
+
+
+register("openai-compatible", build, OpenAICompatibleDeployment)
