@@ -25,7 +25,7 @@ def test_serve_freezes_startup_objects_before_serving(monkeypatch: pytest.Monkey
         seen["scanned"] = len(gc.get_objects(generation=2))
 
     monkeypatch.setattr("uvicorn.run", run)
-    monkeypatch.setattr("switchboard.http.create_app", lambda settings: object())
+    monkeypatch.setattr("switchboard.http.app.create_app", lambda settings: object())
     threshold = gc.get_threshold()
     try:
         assert cli.serve(Settings()) == 0

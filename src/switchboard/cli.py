@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 def serve(settings: Settings) -> int:
     import uvicorn
 
-    from switchboard.http import create_app
+    from switchboard.http.app import create_app
     from switchboard.http.request_id import RequestIdLogFilter
 
     logging.basicConfig(

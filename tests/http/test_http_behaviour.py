@@ -14,7 +14,7 @@ import pytest
 
 from switchboard.engine import StepOutput
 from switchboard.gateway.providers.base import StreamEvent
-from switchboard.http import create_app
+from switchboard.http.app import create_app
 from switchboard.http.errors import to_api_error
 from switchboard.http.sse import sse_stream
 from switchboard.protocol import ChatCompletionRequest
