@@ -13,9 +13,8 @@ from switchboard.governance.keys import (
     KeyRing,
     hash_key,
     new_secret,
-    parse_duration,
-    parse_expiry,
 )
+from switchboard.protocol.durations import parse_duration, parse_expiry
 
 
 def test_secrets_are_random_and_prefixed() -> None:

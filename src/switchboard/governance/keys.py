@@ -13,22 +13,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import re
 import secrets
 import string
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from switchboard.persistence.keys import KeyRepository
+from switchboard.protocol.durations import aware, parse_duration
 
 KEY_PREFIX = "sk-sb-"
 PREFIX_LEN = len(KEY_PREFIX) + 8
 _ALPHABET = string.ascii_letters + string.digits
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-MAX_DURATION = timedelta(days=36500)  # ~100 years: every date it leads to stays representable
 
 
 def hash_key(key: str) -> str:
@@ -37,39 +34,6 @@ def hash_key(key: str) -> str:
 
 def new_secret() -> str:
     return KEY_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(40))
-
-
-def parse_duration(text: str) -> timedelta:
-    """``30s``, ``15m``, ``12h``, ``1d``, ``30d``, ``2w``; at most ``MAX_DURATION``."""
-    match = _DURATION.match(text.strip())
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration like 1h, 1d, 30d or 2w")
-    seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds > MAX_DURATION.total_seconds():
-        raise ValueError(f"{text!r} is too long: a duration is at most {MAX_DURATION.days}d")
-    duration = timedelta(seconds=seconds)
-    if duration.total_seconds() <= 0:
-        raise ValueError(f"{text!r} is no time at all: a duration must be positive")
-    return duration
-
-
-def parse_expiry(text: str, now: datetime | None = None) -> datetime:
-    """An ISO date/time (UTC when no zone is given) or a duration from now (``30d``)."""
-    now = now or datetime.now(UTC)
-    if _DURATION.match(text.strip()):
-        return now + parse_duration(text)
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except (ValueError, OverflowError) as exc:
-        raise ValueError(f"{text!r} is neither a date (2027-01-31) nor a duration (30d)") from exc
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back without their zone; every stored time is UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from switchboard.governance.keys import aware, parse_duration, parse_expiry
+from switchboard.protocol.durations import aware, parse_duration, parse_expiry
 
 INT32 = 2**31 - 1  # the columns' range on every database
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # no control characters (PostgreSQL refuses NUL)

@@ -12,10 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from switchboard.governance.keys import Principal
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.protocol.messages import RetrievalTool, last_user_text
-from switchboard.retrieval.buckets import BucketService
+from switchboard.retrieval.buckets import BucketService, Caller
 
 DEFAULT_RESULTS = 3
 INSTRUCTIONS = ("Use the following excerpts from the user's documents to answer. Cite the "
@@ -37,7 +36,7 @@ def retrieval_tools(request: ChatCompletionRequest) -> list[RetrievalTool]:
 
 
 async def augment(
-    service: BucketService, principal: Principal, request: ChatCompletionRequest,
+    service: BucketService, principal: Caller, request: ChatCompletionRequest,
 ) -> tuple[ChatCompletionRequest, Retrieval]:
     """The request with the found chunks in its system message and without retrieval tools.
     Raises ``BucketNotFound`` for a bucket the caller does not have."""

@@ -16,9 +16,8 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from switchboard.governance.keys import Principal
 from switchboard.persistence.buckets import BucketExists, BucketRepository
 from switchboard.retrieval.chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, chunk_text
 from switchboard.retrieval.documents import DocumentError, extract_text
@@ -38,17 +37,29 @@ class BucketNotFound(LookupError):
     pass
 
 
+class Caller(Protocol):
+    """Who asks: the governance's ``Principal`` (a key, the admin, or nobody on an open
+    server). Buckets belong to the key that made them; the admin's and an open server's belong
+    to everyone (``ALL``)."""
+
+    @property
+    def admin(self) -> bool: ...
+
+    @property
+    def key_id(self) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class Upload:
     filename: str
     data: bytes
 
 
-def owner_of(principal: Principal) -> str:
-    return principal.key_id if principal.key is not None and not principal.admin else ALL
+def owner_of(principal: Caller) -> str:
+    return principal.key_id if principal.key_id is not None and not principal.admin else ALL
 
 
-def _visible_to(principal: Principal) -> str | None:
+def _visible_to(principal: Caller) -> str | None:
     """Whose buckets a caller sees: its own, or (admin) everyone's."""
     return None if principal.admin else owner_of(principal)
 
@@ -59,7 +70,7 @@ def _check_chunking(chunk_size: int, chunk_overlap: int) -> None:
                             "document_chunk_overlap_size in [0, document_chunk_size)")
 
 
-def _new_task(bucket_id: str, principal: Principal) -> dict[str, Any]:
+def _new_task(bucket_id: str, principal: Caller) -> dict[str, Any]:
     return {"id": "task_" + secrets.token_hex(12), "bucket_id": bucket_id,
             "owner": owner_of(principal), "status": "queued", "reason": None,
             "created_at": datetime.now(UTC), "finished_at": None}
@@ -84,7 +95,7 @@ class BucketService:
 
     # -- buckets -------------------------------------------------------------------------------
 
-    async def create(self, principal: Principal, name: str) -> dict[str, Any]:
+    async def create(self, principal: Caller, name: str) -> dict[str, Any]:
         if not _NAME.match(name):
             raise DocumentError(f"bucket name {name!r}: use letters, digits, '.', '_' and '-' "
                                 "(up to 200, starting with a letter or digit)")
@@ -93,23 +104,23 @@ class BucketService:
         await self.repo.create_bucket(row)
         return row
 
-    async def find(self, principal: Principal, name: str) -> dict[str, Any]:
+    async def find(self, principal: Caller, name: str) -> dict[str, Any]:
         row = await self.repo.bucket(_visible_to(principal), name)
         if row is None:
             raise BucketNotFound(name)
         return row
 
-    async def list(self, principal: Principal) -> list[dict[str, Any]]:
+    async def list(self, principal: Caller) -> list[dict[str, Any]]:
         return await self.repo.list_buckets(_visible_to(principal))
 
-    async def delete(self, principal: Principal, name: str) -> None:
+    async def delete(self, principal: Caller, name: str) -> None:
         bucket = await self.find(principal, name)
         await self.repo.delete_bucket(bucket["id"])
         self.index.forget(bucket["id"])
 
     # -- documents -----------------------------------------------------------------------------
 
-    async def upload(self, principal: Principal, name: str, files: list[Upload],
+    async def upload(self, principal: Caller, name: str, files: list[Upload],
                      chunk_size: int = DEFAULT_CHUNK_SIZE,
                      chunk_overlap: int = DEFAULT_CHUNK_OVERLAP) -> dict[str, Any]:
         """Check every file, store them and queue their embedding; the bucket is created if
@@ -140,7 +151,7 @@ class BucketService:
         self._queue.put_nowait(task["id"])
         return {**task, "documents": todo, "bucket": bucket["name"]}
 
-    async def rechunk(self, principal: Principal, name: str, chunk_size: int,
+    async def rechunk(self, principal: Caller, name: str, chunk_size: int,
                       chunk_overlap: int) -> dict[str, Any]:
         """Embed a bucket's documents again with other chunk sizes (Telnyx's
         ``POST /v2/ai/embeddings``); returns the task."""
@@ -151,7 +162,7 @@ class BucketService:
         self._queue.put_nowait(task["id"])
         return {**task, "documents": ids, "bucket": bucket["name"]}
 
-    async def task(self, principal: Principal, task_id: str) -> dict[str, Any] | None:
+    async def task(self, principal: Caller, task_id: str) -> dict[str, Any] | None:
         task = await self.repo.task(task_id)
         if task is None or (not principal.admin and task["owner"] != owner_of(principal)):
             return None
@@ -159,7 +170,7 @@ class BucketService:
 
     # -- search --------------------------------------------------------------------------------
 
-    async def search(self, principal: Principal, names: list[str], query: str,
+    async def search(self, principal: Caller, names: list[str], query: str,
                      k: int) -> list[dict[str, Any]]:
         """The ``k`` chunks closest to ``query`` over these buckets (BucketNotFound names the
         first unknown one)."""
