@@ -112,6 +112,12 @@ class Settings(BaseSettings):
         description="Keep finished sequences' KV cells to reuse shared prompt prefixes.",
         json_schema_extra={"default_text": "on, except unified without flash attention"},
     )
+    grammar_fast_forward: bool = Field(
+        default=True,
+        description="Where a request's grammar (JSON Schema, tool call, regex, choice) allows "
+        "only one continuation, append those tokens without sampling each and feed them in one "
+        "forward pass. Off for requests that ask for logprobs and for beam search.",
+    )
     default_max_tokens: int | None = Field(
         default=None, ge=1, description="Completion cap when a request sets none.",
         json_schema_extra={"default_text": "the rest of the context"},

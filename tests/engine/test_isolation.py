@@ -56,8 +56,14 @@ class BrokenGrammar(Constraint):
     def _wait(self) -> None:  # mask_rows asks here (beam search)
         self._ask()
 
-    def accept(self, token: int) -> bool:
+    def accept(self, token: int, prefetch: bool = True) -> bool:
         return True
+
+    def forced(self) -> list[int]:  # nothing forced: each token is asked about
+        return []
+
+    def prefetch_if_needed(self) -> None:
+        pass
 
     def fork(self) -> Constraint:
         return self

@@ -119,16 +119,31 @@ class Constraint:
             self._pending.result()
             self._pending = None
 
-    def accept(self, token: int) -> bool:
-        """Advance past ``token`` and start on the next mask; False if it was not allowed."""
+    def accept(self, token: int, prefetch: bool = True) -> bool:
+        """Advance past ``token`` and (unless ``prefetch`` is False, when more tokens follow at
+        once) start on the next mask; False if it was not allowed."""
         if self._pending is not None:  # a mask nobody used (e.g. the step was undone)
             self._pending.result()
             self._pending = None
         ok = bool(self._matcher.consume_token(token))
         self._stopped = bool(self._matcher.is_stopped())
-        if ok and not self._stopped and self._needed_mask:
-            self.prefetch()
+        if ok and prefetch:
+            self.prefetch_if_needed()
         return ok
+
+    def prefetch_if_needed(self) -> None:
+        """Start on the next mask if the last step needed one (the next one likely will)."""
+        if not self._stopped and self._needed_mask and not self._matcher.is_error():
+            self.prefetch()
+
+    def forced(self) -> list[int]:
+        """The tokens the grammar allows as the only continuation from here (llguidance's
+        fast-forward tokens: a key, punctuation, the rest of an enum value), in the tokenizer's
+        own split; empty when the next token is a choice. They are not consumed."""
+        self._wait()
+        if self._stopped or self._matcher.is_error():
+            return []
+        return list(self._matcher.compute_ff_tokens())
 
     @property
     def finished(self) -> bool:

@@ -41,6 +41,7 @@ from switchboard.engine.request import (
 from switchboard.engine.sampler import Sampler, log_softmax, top_logprobs
 from switchboard.engine.scheduler import ScheduledChunk, Scheduler, forward_passes
 from switchboard.engine.sequence import BeamGroup, OutputSink, Sequence, SequenceStatus
+from switchboard.engine.token_steps import TokenSteps
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class EngineConfig:
     cache_slots: int = 16  # finished sequences kept for prefix reuse
     reserved: tuple[tuple[str, int], ...] = ()  # (lane, sequences only that lane may use)
     kv_streams: bool = False  # a KV stream per sequence (the cache keeps idle streams)
+    fast_forward: bool = True  # feed the tokens a grammar forces without sampling each
 
     def __post_init__(self) -> None:
         if sum(n for _, n in self.reserved) >= self.max_sequences:
@@ -77,13 +79,14 @@ class SequenceHandle:
             self._engine._inbox.put(("cancel", self._seq))
 
 
-class Engine(BeamSteps):
+class Engine(BeamSteps, TokenSteps):
     def __init__(self, model: LlamaModel, config: EngineConfig) -> None:
         self.model = model
         self.config = config
         self.context_limit = min(model.n_ctx_seq, model.n_ctx_train or model.n_ctx_seq)
         self.sampler = Sampler(model.n_vocab, model.eog_token_ids)
         self.grammar = GrammarVocabulary(model)
+        self.fast_forward = config.fast_forward
         if model.n_seq_max < config.sequence_ids:
             raise ValueError(f"the model context needs n_seq_max >= {config.sequence_ids}")
         if model.unified_kv == config.kv_streams:
@@ -347,34 +350,6 @@ class Engine(BeamSteps):
             for t, v in zip(ids, values)
         )
         return TokenLogprob(token, self.model.piece(token, special), float(row[token]), top)
-
-    def _advance(self, seq: Sequence, token: int, lp: TokenLogprob | None) -> None:
-        seq.tokens.append(token)
-        seq.sampling.accept(token)
-        p = seq.params
-        out = StepOutput(token_ids=[token])
-        if seq.constraint is not None and not seq.constraint.accept(token):
-            out.error = f"constraint violated: {seq.constraint.error or 'no token was allowed'}"
-            self.scheduler.release(seq, keep_cache=False)
-            seq.finish("error", out)
-            return
-        if (not p.ignore_eos and self.model.is_eog(token)) or token in p.stop_token_ids:
-            out.text = seq.text.flush()
-            self._finish(seq, "stop", out)
-            return
-        if lp is not None:
-            out.logprobs.append(lp)
-        out.text = seq.text.push(self.model.piece(token, special=not p.skip_special_tokens))
-        if seq.text.stopped:
-            self._finish(seq, "stop", out)
-        elif seq.constraint is not None and seq.constraint.finished:
-            out.text += seq.text.flush()
-            self._finish(seq, "stop", out)
-        elif seq.n_generated >= seq.max_new_tokens:
-            out.text += seq.text.flush()
-            self._finish(seq, "length", out)
-        else:
-            seq.emit(out)
 
     def _finish(self, seq: Sequence, reason: str, out: StepOutput) -> None:
         self.scheduler.release(seq)

@@ -1,8 +1,9 @@
 """Which tokens of which sequences go into the next forward pass, and who owns which KV cells.
 
 Continuous batching: waiting sequences join the running set as soon as a sequence slot and KV
-cells are free; every step feeds one token per decoding sequence, and fills the rest of the
-per-step token budget with prompt chunks, so running streams keep flowing while a long prompt is
+cells are free; every step feeds one token per decoding sequence (or the sampled token and the
+tokens its grammar forced after it: see ``token_steps``), and fills the rest of the per-step
+token budget with prompt chunks, so running streams keep flowing while a long prompt is
 read (a step lasts about as long as its budget of tokens takes to compute). When the shared KV
 cache runs out the youngest sequence is preempted (its cells dropped) and re-queued at the front,
 to be recomputed later.
@@ -156,9 +157,17 @@ class Scheduler:
                 budget -= 1
                 free_cells -= 1
         held_back = 1 if self.last_token_alone else 0
-        for seq in self.running:  # then prompt chunks, oldest first
+        # In a unified pool each chunk of several tokens costs a forward pass of its own (see
+        # forward_passes): one decoding sequence's forced tokens go in whole, along with the
+        # decodes, and the others' a token a step.
+        whole_forced = len(self.running) if self.streams else 1
+        # Then the tokens a grammar forced after a sampled one, then prompt chunks, oldest first.
+        for seq in sorted(self.running, key=lambda s: not s.decoding):
             if seq.n_pending > 1 and budget > 0 and free_cells > 0:
                 n = min(seq.n_pending - held_back, budget, free_cells)
+                if seq.decoding:
+                    n = n if whole_forced > 0 else 1
+                    whole_forced -= 1
                 chunks.append(ScheduledChunk(seq, n))
                 budget -= n
                 free_cells -= n
@@ -372,7 +381,7 @@ class Scheduler:
     def _make_room_for_decodes(self) -> list[Sequence]:
         preempted: list[Sequence] = []
         while True:
-            decoding = sum(1 for s in self.running if s.n_pending == 1)
+            decoding = sum(1 for s in self.running if s.n_pending == 1 or s.decoding)
             if self.kv_used + decoding <= self.kv_cells:
                 break
             if self._evict_cached():

@@ -98,6 +98,12 @@ class Sequence:
         return len(self.tokens) - self.n_past
 
     @property
+    def decoding(self) -> bool:
+        """Its prompt is read: its pending tokens are ones it generated (a sampled token and the
+        tokens a grammar forced after it), not a prompt (nor one recomputed after preemption)."""
+        return self.n_past >= self.n_prompt and self.n_pending > 0
+
+    @property
     def n_generated(self) -> int:
         return len(self.tokens) - self.n_prompt
 
