@@ -28,6 +28,7 @@ from switchboard.engine.beam import BeamState
 from switchboard.engine.beam_steps import BeamSteps
 from switchboard.engine.constraint import GrammarVocabulary, mask_rows
 from switchboard.engine.model import LlamaModel
+from switchboard.engine.prompt_logprobs import prompt_rows, read_prompt_rows
 from switchboard.engine.request import (
     EngineError,
     EngineOverloaded,
@@ -119,7 +120,7 @@ class Engine(BeamSteps, TokenSteps):
         if n_prompt >= self.context_limit:
             raise PromptTooLong(n_prompt, self.context_limit)
         room = self.context_limit - n_prompt
-        max_new = request.params.max_tokens or room
+        max_new = room if request.params.max_tokens is None else request.params.max_tokens
         if max_new > room:
             raise PromptTooLong(n_prompt, self.context_limit, max_new)
         if request.beam is not None and request.beam.width > self.config.max_sequences:
@@ -240,9 +241,17 @@ class Engine(BeamSteps, TokenSteps):
         logits = self.model.decode(*self._assemble(chunks, fillers))  # shared: may fail all
         for seq_id, position in fillers:
             self.model.forget(seq_id, position)
-        completing = [c.completes for c in chunks]
+        logits, ended = read_prompt_rows(chunks, logits, self.model)  # prompt logprobs
+        completing = [c.completes and c.seq not in ended for c in chunks]
         for chunk in chunks:
             chunk.seq.n_past += chunk.n_tokens
+        for seq, failure in ended.items():  # prompt read, nothing to sample
+            try:
+                if failure is not None:
+                    raise failure
+                self._finish(seq, "length", StepOutput(text=seq.text.flush()))
+            except Exception as exc:  # noqa: BLE001 - this sequence's own failure
+                self._fail_sequence(seq, exc)
         done = [c.seq for c, complete in zip(chunks, completing) if complete]
         rows = {seq: i for i, seq in enumerate(done)}
         sampled = [seq for seq in done if seq.group is None]
@@ -274,6 +283,8 @@ class Engine(BeamSteps, TokenSteps):
             seq_ids[at : at + n] = seq.seq_id
             if c.completes:
                 want[at + n - 1] = 1
+            for position in prompt_rows(seq, n):
+                want[at + position - seq.n_past] = 1
             at += n
         if fillers:
             tokens[at:] = 0

@@ -32,7 +32,7 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     logit_bias: dict[int, float] = field(default_factory=dict)
     seed: int | None = None
-    max_tokens: int | None = None
+    max_tokens: int | None = None  # None: up to the context's end; 0: read the prompt only
     min_tokens: int = 0
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
@@ -42,6 +42,8 @@ class SamplingParams:
     logprobs: bool = False
     top_logprobs: int = 0
     cumulative_logprob: bool = False  # report the sampled tokens' total logprob (best_of ranking)
+    # score the prompt's tokens, with this many alternatives each (None: not computed)
+    prompt_logprobs: int | None = None
 
     @property
     def greedy(self) -> bool:
@@ -95,8 +97,9 @@ def check_request(request: GenerationRequest, n_vocab: int) -> None:
         "repetition_penalty": (p.repetition_penalty, 1 / _PENALTY_LIMIT, _PENALTY_LIMIT),
         "top_k": (p.top_k, 0, _TOKEN_LIMIT),
         "min_tokens": (p.min_tokens, 0, _TOKEN_LIMIT),
-        "max_tokens": (p.max_tokens or 1, 1, _TOKEN_LIMIT),
+        "max_tokens": (1 if p.max_tokens is None else p.max_tokens, 0, _TOKEN_LIMIT),
         "top_logprobs": (p.top_logprobs, 0, n_vocab),
+        "prompt_logprobs": (p.prompt_logprobs or 0, 0, n_vocab),
     }
     for name, (value, low, high) in ranges.items():
         if not low <= value <= high:
@@ -111,6 +114,9 @@ def check_request(request: GenerationRequest, n_vocab: int) -> None:
             raise EngineError(f"stop_token_ids holds {token}, outside the vocabulary")
     beam = request.beam
     if beam is not None:
+        if p.prompt_logprobs is not None or p.max_tokens == 0:
+            raise EngineError("beam search cannot score a prompt alone (prompt_logprobs, "
+                              "max_tokens 0)")
         if not 1 <= beam.n <= beam.width:
             raise EngineError(f"beam search needs 1 <= n <= best_of, got n={beam.n}, "
                               f"best_of={beam.width}")
@@ -168,6 +174,8 @@ class StepOutput:
     cached_tokens: int = 0
     metrics: RequestMetrics | None = None  # set on the last output
     cumulative_logprob: float | None = None  # beam search: the hypothesis' total logprob
+    # with the first output of a sequence that asked for them: entry j scores prompt token j + 1
+    prompt_logprobs: list[TokenLogprob] | None = None
 
     @property
     def finished(self) -> bool:

@@ -323,6 +323,8 @@ class Scheduler:
         limit = len(seq.tokens) - 1
         if seq.group is not None:  # beams move their cells around: they neither lend nor borrow
             return None, 0
+        if seq.params.prompt_logprobs is not None:  # it needs every prompt position's logits
+            return None, 0
         holders = [*self.cached.values(), *self.running] if self.streams else [
             *self.running, *self.cached.values()]
         for holder in holders:
@@ -336,6 +338,8 @@ class Scheduler:
     def _worth_waiting(self, seq: Sequence, shared_now: int) -> bool:
         """Another running sequence is still reading a prompt this one shares: wait for it."""
         limit = len(seq.tokens) - 1
+        if seq.params.prompt_logprobs is not None:  # it borrows no prefix (_best_prefix)
+            return False
         for other in self.running:
             if other.n_pending > 1:
                 later = common_prefix(seq.tokens, other.tokens, min(limit, len(other.tokens)))

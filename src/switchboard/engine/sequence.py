@@ -10,7 +10,12 @@ from enum import Enum
 from switchboard.engine.beam import BeamState
 from switchboard.engine.constraint import Constraint
 from switchboard.engine.detokenizer import TextStream
-from switchboard.engine.request import GenerationRequest, RequestMetrics, StepOutput
+from switchboard.engine.request import (
+    GenerationRequest,
+    RequestMetrics,
+    StepOutput,
+    TokenLogprob,
+)
 from switchboard.engine.sampler import SequenceSampling, make_rng
 
 OutputSink = Callable[[StepOutput], None]
@@ -63,6 +68,8 @@ class Sequence:
         self.group: BeamGroup | None = None
         self.constraint = request.constraint
         self.cumulative_logprob = 0.0  # kept when params.cumulative_logprob
+        self.prompt_logprobs: list[TokenLogprob] = []  # when params.prompt_logprobs (see there)
+        self._prompt_logprobs_sent = False
         self.status = SequenceStatus.WAITING
         self.cancelled = False
         self.holds_queue_slot = True
@@ -130,6 +137,8 @@ class Sequence:
         )
 
     def emit(self, out: StepOutput) -> None:
+        if self.params.prompt_logprobs is not None and not self._prompt_logprobs_sent:
+            out.prompt_logprobs, self._prompt_logprobs_sent = self.prompt_logprobs, True
         out.prompt_tokens = self.n_prompt
         out.completion_tokens = self.n_generated
         out.cached_tokens = self.cached_prefix

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from switchboard.protocol.limits import (
     MAX_CHOICES,
@@ -89,7 +90,8 @@ class ChatCompletionRequest(BaseModel):
     logprobs: bool | None = None
     max_completion_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
     max_tokens: int | None = Field(
-        default=None, ge=1, le=INT32_MAX, description="Deprecated alias."
+        default=None, ge=0, le=INT32_MAX,
+        description="Deprecated alias. 0 only with echo: the prompt is scored, nothing generated.",
     )
     metadata: dict[str, str] | None = None
     modalities: list[Literal["text", "audio"]] | None = None
@@ -172,6 +174,23 @@ class ChatCompletionRequest(BaseModel):
     guided_grammar: str | None = Field(default=None, description="Constrain to a grammar.")
     structured_outputs: StructuredOutputs | None = None
 
+    # --- Prompt scoring and raw prompts (vLLM's chat fields; what /v1/completions needs) ------
+    echo: bool | None = Field(
+        default=None,
+        description="vLLM: start the answer with the prompt. Served for a raw prompt (the "
+        "completions API): each choice's text begins with its prompt.",
+    )
+    prompt_logprobs: int | None = Field(
+        default=None, ge=0, le=20,
+        description="vLLM: score every prompt token in its context, with this many most likely "
+        "alternatives each. Served for a raw prompt on a local model.",
+    )
+    # Not a wire field: set by the completions adapter (never from a client's JSON, see
+    # _no_client_raw_prompts) and never sent upstream, which gets ``messages`` instead. A local
+    # model runs these prompts verbatim, no chat template: a string (tokenized with the BOS the
+    # vocabulary asks for) or token ids; each prompt gives n choices.
+    raw_prompts: SkipJsonSchema[list[str | list[int]] | None] = Field(default=None, exclude=True)
+
     # --- Gateway and tracking -----------------------------------------------------------------
     api_key_ref: str | None = Field(
         default=None, description="Telnyx: name of a stored upstream provider key to use."
@@ -202,8 +221,18 @@ class ChatCompletionRequest(BaseModel):
                 raise ValueError("stop sequences must not be empty")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_client_raw_prompts(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("raw_prompts") is not None:
+            raise ValueError("raw_prompts is not a request field; send a prompt to "
+                             "/v1/completions")
+        return data
+
     @model_validator(mode="after")
     def _check_combinations(self) -> ChatCompletionRequest:
+        if self.max_tokens == 0 and not self.echo:
+            raise ValueError("max_tokens 0 needs echo (it scores the prompt alone)")
         if self.top_logprobs and not self.logprobs:
             raise ValueError("top_logprobs requires logprobs to be true")
         if self.best_of is not None and self.best_of < self.n:
@@ -227,8 +256,9 @@ class ChatCompletionRequest(BaseModel):
 
     @property
     def completion_limit(self) -> int | None:
-        """``max_completion_tokens`` wins over the deprecated ``max_tokens``."""
-        return self.max_completion_tokens or self.max_tokens
+        """``max_completion_tokens`` wins over the deprecated ``max_tokens`` (0: none)."""
+        return self.max_tokens if self.max_completion_tokens is None else \
+            self.max_completion_tokens
 
     @property
     def include_usage(self) -> bool:

@@ -19,10 +19,11 @@ MAX_CONTENT_PARTS = 256  # content parts in one message
 MAX_TOOLS = 128  # tools (or deprecated functions) in one request (OpenAI's own bound)
 MAX_CHOICES = 1000  # strings of guided_choice / structured_outputs.choice
 MAX_SCHEMA_CHARS = 100_000  # a JSON Schema (guided_json, response_format…), serialized
+MAX_PROMPTS = 128  # prompts of one /v1/completions request
 
 LIMIT_CODES = frozenset({
     "too_many_messages", "too_many_content_parts", "too_many_tools", "too_many_choices",
-    "schema_too_large",
+    "schema_too_large", "too_many_prompts",
 })
 
 

@@ -30,6 +30,20 @@ class TokenLogprob(TopLogprob):
     top_logprobs: list[TopLogprob]
 
 
+class PromptTokenLogprob(BaseModel):
+    """One prompt token scored in its context (``prompt_logprobs``); the first token has no
+    context, and its ``logprob`` is null."""
+
+    token: str
+    logprob: float | None
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob]
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class ChoiceLogprobs(BaseModel):
     content: list[TokenLogprob] | None
     refusal: list[TokenLogprob] | None = None
@@ -47,6 +61,9 @@ class Choice(BaseModel):
     message: AssistantReply
     logprobs: ChoiceLogprobs | None = None
     finish_reason: FinishReason
+    # Switchboard extension, for a raw prompt (the completions API) that asked for it; omitted
+    # otherwise. A raw prompt's choices are numbered prompt_index * n + i.
+    prompt_logprobs: list[PromptTokenLogprob] | None = Field(default=None, exclude_if=_absent)
 
     @field_serializer("message")
     def _message(self, message: AssistantReply) -> dict[str, Any]:
@@ -110,6 +127,8 @@ class ChunkChoice(BaseModel):
     delta: Delta
     logprobs: ChoiceLogprobs | None = None
     finish_reason: FinishReason | None = None
+    # with a raw prompt's first content of each choice, as on ``Choice``
+    prompt_logprobs: list[PromptTokenLogprob] | None = Field(default=None, exclude_if=_absent)
 
     @field_serializer("delta")
     def _delta(self, delta: Delta) -> dict[str, Any]:

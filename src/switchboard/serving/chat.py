@@ -27,6 +27,7 @@ from switchboard.protocol.responses import (
     ChoiceLogprobs,
     ChunkChoice,
     Delta,
+    PromptTokenLogprob,
     TopLogprob,
     Usage,
     completion_id,
@@ -43,6 +44,12 @@ from switchboard.serving.params import (
     samples_to_draw,
     sampling_params,
 )
+from switchboard.serving.raw_prompts import (
+    RawPrompt,
+    check_raw_prompt_fields,
+    prepare_raw_prompts,
+    prompt_entries,
+)
 from switchboard.serving.tool_parser import ToolCallParser
 from switchboard.serving.tools import ToolPlan, call_format, plan_tools, render_prompt
 
@@ -56,6 +63,11 @@ class _Prepared:
     tokens: tuple[int, ...]
     tools: ToolPlan | None
     constraints: list[Constraint]
+    raw: tuple[RawPrompt, ...] = ()  # a raw-prompt request's prompts (``tokens`` is the first's)
+
+    @property
+    def prompts(self) -> list[tuple[int, ...]]:
+        return [p.tokens for p in self.raw] or [self.tokens]
 
 
 # Where ``ChatService.start`` lists the runs it starts, for a caller that must account for them
@@ -80,6 +92,11 @@ class ChatRun:
     started_at: float = field(default_factory=time.perf_counter)
     first_output_at: float | None = None  # when the first token arrived
     generated: dict[int, int] = field(default_factory=dict)  # choice -> tokens decoded so far
+    raw: tuple[RawPrompt, ...] = ()  # a raw prompt's n choices each (serving.raw_prompts)
+
+    @property
+    def n_prompts(self) -> int:
+        return len(self.raw) or 1
 
     def cancel(self) -> None:
         for handle in self.handles:
@@ -132,13 +149,17 @@ class ChatService:
         """``lane`` names the deployment, for engines that keep capacity for dedicated ones."""
         model = self.catalog.get(req.model)
         check_supported(req)
+        check_raw_prompt_fields(req)
         self._check_token_ids(req, model)
         # Templating, tokenizing and grammar compiling take CPU in proportion to the request:
         # they run in a worker thread, so the event loop keeps answering everyone else.
         prepared = await asyncio.to_thread(self._prepare, req, model)
+        draws = samples_to_draw(req)
+        prompts = prepared.prompts
         run = ChatRun(
-            model=model, request=req, prompt_tokens=len(prepared.tokens), queue=asyncio.Queue(),
-            expected=samples_to_draw(req), tools=prepared.tools, metrics=self.metrics,
+            model=model, request=req, prompt_tokens=sum(map(len, prompts)),
+            queue=asyncio.Queue(), expected=draws * len(prompts), tools=prepared.tools,
+            metrics=self.metrics, raw=prepared.raw,
         )
         tokens, constraints = prepared.tokens, prepared.constraints
         params = sampling_params(req, self.default_max_tokens)
@@ -147,8 +168,9 @@ class ChatService:
             jobs = [(None, GenerationRequest(tokens, params, beam=beam, lane=lane,
                                              constraint=constraints[0] if constraints else None))]
         else:
-            jobs = [
-                (i, GenerationRequest(tokens, params, seed_offset=i, lane=lane,
+            jobs = [  # choice p * draws + i is prompt p's i-th
+                (i, GenerationRequest(prompts[i // draws], params, seed_offset=i % draws,
+                                      lane=lane,
                                       constraint=constraints[i] if constraints else None))
                 for i in range(run.expected)
             ]
@@ -172,6 +194,10 @@ class ChatService:
     @classmethod
     def _prepare(cls, req: ChatCompletionRequest, model: LocalModel) -> _Prepared:
         """The prompt's tokens, the tool plan and one grammar matcher per choice (worker thread)."""
+        if req.raw_prompts is not None:  # verbatim: no template, no tools
+            raw = prepare_raw_prompts(req, model)
+            constraints = cls._constraints(req, model, requested_grammar(req), len(raw))
+            return _Prepared(raw[0].tokens, None, constraints, raw)
         tools = plan_tools(req, call_format(model.template))
         wanted = requested_grammar(req)
         if tools is not None and wanted is not None:
@@ -202,9 +228,10 @@ class ChatService:
 
     @staticmethod
     def _constraints(
-        req: ChatCompletionRequest, model: LocalModel, wanted: GrammarRequest | None
+        req: ChatCompletionRequest, model: LocalModel, wanted: GrammarRequest | None,
+        prompts: int = 1,
     ) -> list[Constraint]:
-        """One grammar matcher per choice."""
+        """One grammar matcher per choice (of each of ``prompts`` prompts)."""
         if wanted is None:
             return []
         grammar = model.engine.grammar
@@ -213,7 +240,7 @@ class ChatService:
             first = grammar.matcher(wanted.grammar)
         except GrammarError as exc:
             raise Unsupported(wanted.param, f"{wanted.param} cannot be enforced: {exc}") from exc
-        return [first] + [first.fork() for _ in range(samples_to_draw(req) - 1)]
+        return [first] + [first.fork() for _ in range(samples_to_draw(req) * prompts - 1)]
 
     @staticmethod
     def _check_token_ids(req: ChatCompletionRequest, model: LocalModel) -> None:
@@ -231,25 +258,34 @@ class ChatService:
         logprobs: list[list[TokenLogprob]] = [[] for _ in range(drawn)]
         finish: list[str] = ["stop"] * drawn
         score = [0.0] * drawn
+        scored: list[list[TokenLogprob] | None] = [None] * drawn  # prompt logprobs
         completion_tokens = 0
         cached = 0
+        per_prompt = drawn // run.n_prompts
         async for index, out in run.outputs():
             texts[index].append(out.text)
             logprobs[index].extend(out.logprobs)
+            if out.prompt_logprobs is not None:
+                scored[index] = out.prompt_logprobs
             if out.finished:
                 finish[index] = out.finish_reason or "stop"
                 completion_tokens += out.completion_tokens
                 score[index] = out.cumulative_logprob or 0.0
-                if index == 0:
-                    cached = out.cached_tokens
+                if index % per_prompt == 0:  # each prompt's first choice
+                    cached += out.cached_tokens
         n = run.request.n
-        if drawn > n:  # best_of: keep the n samples with the highest cumulative logprob
-            best = sorted(range(drawn), key=lambda i: score[i], reverse=True)[:n]
+        if per_prompt > n:  # best_of: keep each prompt's n samples with the best cumulative logprob
+            best = [i for start in range(0, drawn, per_prompt)
+                    for i in sorted(range(start, start + per_prompt), key=lambda i: score[i],
+                                    reverse=True)[:n]]
             texts = [texts[i] for i in best]
             logprobs = [logprobs[i] for i in best]
             finish = [finish[i] for i in best]
+            scored = [scored[i] for i in best]
+        n *= run.n_prompts
         want_logprobs = bool(run.request.logprobs)
-        replies = [AssistantReply(content="".join(texts[i])) for i in range(n)]
+        echoes = [run.raw[i // run.request.n].echo if run.raw else "" for i in range(n)]
+        replies = [AssistantReply(content=echoes[i] + "".join(texts[i])) for i in range(n)]
         if run.tools is not None:  # the same parser as the stream's, fed the whole output
             for i, reply in enumerate(replies):
                 parser = ToolCallParser(run.tools.format, run.tools.names)
@@ -265,6 +301,7 @@ class ChatService:
                 if want_logprobs
                 else None,
                 finish_reason=finish[i],  # type: ignore[arg-type]
+                prompt_logprobs=self._prompt_entries(run, i, scored[i]),
             )
             for i in range(n)
         ]
@@ -282,8 +319,9 @@ class ChatService:
 
         With vLLM's ``stream_options.continuous_usage_stats`` every chunk carries usage so far.
         """
-        n = run.request.n
+        n = run.request.n * run.n_prompts
         generated = [0] * n  # tokens so far, per choice
+        opened = [False] * n  # a raw prompt's echo and prompt logprobs were sent
         cached = 0
         options = run.request.stream_options
         continuous = bool(options and options.continuous_usage_stats)
@@ -309,6 +347,14 @@ class ChatService:
             generated[index] = out.completion_tokens
             if index == 0:
                 cached = out.cached_tokens
+            if run.raw and not opened[index]:  # its first output: what precedes its tokens
+                opened[index] = True
+                head = self._prompt_entries(run, index, out.prompt_logprobs)
+                echo = run.raw[index // run.request.n].echo
+                if echo or head:
+                    yield chunk([ChunkChoice.model_construct(
+                        index=index, delta=Delta.model_construct(content=echo),
+                        prompt_logprobs=head)])
             lp = ChoiceLogprobs(content=_wire_logprobs(out.logprobs)) if want_logprobs else None
             text, call_deltas = calls[index].feed(out.text) if calls else (out.text, [])
             if text or call_deltas or (lp and out.logprobs):
@@ -324,6 +370,15 @@ class ChatService:
                 )
         if run.request.include_usage:
             yield chunk([], final=True)
+
+
+    @staticmethod
+    def _prompt_entries(run: ChatRun, index: int, scored: list[TokenLogprob] | None
+                        ) -> list[PromptTokenLogprob] | None:
+        """Choice ``index``'s prompt logprobs, where its raw prompt asked for them."""
+        if not run.raw or scored is None:
+            return None
+        return prompt_entries(run.raw[index // run.request.n], scored)
 
 
 def _wire_logprobs(items: list[TokenLogprob]) -> list[WireTokenLogprob]:

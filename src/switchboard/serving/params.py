@@ -118,7 +118,7 @@ def sampling_params(req: ChatCompletionRequest, default_max_tokens: int | None) 
         repetition_penalty=req.repetition_penalty or 1.0,
         logit_bias=bias,
         seed=req.seed,
-        max_tokens=req.completion_limit or default_max_tokens,
+        max_tokens=default_max_tokens if req.completion_limit is None else req.completion_limit,
         min_tokens=req.min_tokens or 0,
         stop=tuple(req.stop_list),
         stop_token_ids=tuple(req.stop_token_ids or ()),
@@ -128,6 +128,7 @@ def sampling_params(req: ChatCompletionRequest, default_max_tokens: int | None) 
         logprobs=bool(req.logprobs),
         top_logprobs=req.top_logprobs or 0,
         cumulative_logprob=samples_to_draw(req) > req.n,
+        prompt_logprobs=req.prompt_logprobs,
     )
 
 
