@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from switchboard import __version__
 from switchboard.buckets_command import add_buckets_command, run_buckets_command
+from switchboard.gateway.config import gateway_config
 from switchboard.keys_command import add_keys_command, run_keys_command
 from switchboard.settings import Settings, load_settings
 from switchboard.settings_reference import add_settings_arguments
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                               if k not in ("command", "action", "func") and not k.startswith("k_")}
     try:
         settings = load_settings(values)
+        if args.command == "serve":  # each deployment checked by its provider kind, up front
+            gateway_config(settings)
     except (ValidationError, ValueError) as exc:
         print(f"switchboard: invalid configuration:\n{exc}", file=sys.stderr)
         return 2

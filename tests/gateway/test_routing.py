@@ -285,3 +285,21 @@ def test_config_errors_stop_the_server_with_a_clear_message(tmp_path: Path) -> N
     result = subprocess.run([sys.executable, "-m", "switchboard", "serve", "--config", str(bad)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "unknown deployment 'b'" in result.stderr
+
+
+def test_a_providers_own_option_errors_stop_the_server_with_a_clear_message(
+        tmp_path: Path) -> None:
+    """A misspelt option only the provider kind knows (checked by its registered options model)
+    ends ``serve`` with exit code 2 and the option's name, not a traceback."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({
+        "deployments": [{"id": "up", "provider": "openai-compatible",
+                         "base_url": "http://127.0.0.1:9/v1", "tiemout_s": 3}],
+        "models": [{"name": "m", "deployments": ["up"]}]}))
+    result = subprocess.run([sys.executable, "-m", "switchboard", "serve", "--config", str(bad)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "tiemout_s" in result.stderr and "Traceback" not in result.stderr

@@ -3,8 +3,13 @@ effect, safe Markdown, copy as code, and the dashboard's charts (screenshots in 
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import API_KEY, RunningServer
@@ -114,6 +119,26 @@ def test_copy_as_code(page: Page, site: Site) -> None:
     page.click(".code-tabs button[data-lang=node]")
     expect(snippet).to_contain_text("client.chat.completions.create")
     page.click("#code-close")
+
+
+@pytest.mark.parametrize("lang", ["python", "responses", "anthropic"])
+def test_copied_code_runs(page: Page, site: Site, tmp_path: Path, lang: str) -> None:
+    """Each Python snippet, pasted as is, answers from the server in its own dialect."""
+    sign_in(page, site, site.user_key)
+    page.fill("#system", "Answer in one word.")
+    page.fill("#max_tokens", "8")
+    page.fill("#temperature", "0")
+    page.fill("#prompt", "Say hello.")
+    page.click("#copy-code")
+    page.click(f".code-tabs button[data-lang={lang}]")
+    code = page.locator("#code-snippet").inner_text()
+    page.click("#code-close")
+    script = tmp_path / "snippet.py"
+    script.write_text(code)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "SWITCHBOARD_KEY": site.user_key})
+    assert done.returncode == 0, code + "\n" + done.stderr
+    assert done.stdout.strip(), code
 
 
 def test_dashboard(page: Page, site: Site) -> None:

@@ -268,6 +268,7 @@ function snippet(lang, body) {
            `\\\n  -d '${json.replace(/'/g, "'\\''")}'`;
   }
   const {model, messages, ...rest} = payload;
+  if (lang === "responses" || lang === "anthropic") return dialectSnippet(lang, model, messages, rest);
   if (lang === "python") {
     const standard = ["temperature", "top_p", "max_tokens", "seed", "stop", "response_format",
                       "tools", "stream"];
@@ -285,6 +286,38 @@ function snippet(lang, body) {
     `apiKey: process.env.SWITCHBOARD_KEY ?? "unused"});\n` +
     `const reply = await client.chat.completions.create(${JSON.stringify(payload, null, 2)});\n` +
     `console.log(reply.choices[0].message.content);`;
+}
+
+// The same request in OpenAI's Responses API or Anthropic's Messages API (Python SDKs): system
+// messages become `instructions` / `system`, max_tokens their own name, the rest `extra_body`.
+function dialectSnippet(lang, model, messages, rest) {
+  const system = messages.filter((m) => m.role === "system").map((m) => m.content).join("\n\n");
+  const turns = messages.filter((m) => m.role !== "system");
+  const {max_tokens, temperature, top_p, stop, ...extra} = rest;
+  const args = [`    model=${pyValue(model)},`];
+  const key = `api_key=os.environ.get("SWITCHBOARD_KEY", "unused")`;
+  let head, call, out;
+  if (lang === "responses") {
+    head = `from openai import OpenAI\n\nclient = OpenAI(base_url="${location.origin}${BASE}/v1", ${key})`;
+    if (system) args.push(`    instructions=${pyValue(system)},`);
+    args.push(`    input=${pyValue(turns)},`);
+    if (max_tokens !== undefined) args.push(`    max_output_tokens=${pyValue(max_tokens)},`);
+    if (stop !== undefined) extra.stop = stop;
+    call = "response = client.responses.create(";
+    out = "print(response.output_text)";
+  } else {
+    head = `import anthropic\n\nclient = anthropic.Anthropic(base_url="${location.origin}${BASE}", ${key})`;
+    args.push(`    max_tokens=${pyValue(max_tokens ?? 1024)},`);
+    if (system) args.push(`    system=${pyValue(system)},`);
+    args.push(`    messages=${pyValue(turns)},`);
+    if (stop !== undefined) args.push(`    stop_sequences=${pyValue([].concat(stop))},`);
+    call = "message = client.messages.create(";
+    out = "print(message.content[0].text)";
+  }
+  if (temperature !== undefined) args.push(`    temperature=${pyValue(temperature)},`);
+  if (top_p !== undefined) args.push(`    top_p=${pyValue(top_p)},`);
+  if (Object.keys(extra).length) args.push(`    extra_body=${pyValue(extra)},`);
+  return `import os\n${head}\n${call}\n${args.join("\n")}\n)\n${out}`;
 }
 
 function pyValue(value) {
