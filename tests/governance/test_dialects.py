@@ -16,6 +16,7 @@ from tests.conftest import RunningServer
 from tests.governance.conftest import Admin
 
 PROMPT = "Hello"
+ANSWER = "answer from the fake upstream"  # what tests.gateway.upstream says
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,12 @@ DIALECTS = [
             lambda model, stream: {"model": model, "stream": stream,
                                    "messages": [{"role": "user", "content": PROMPT}]},
             _openai_refusal,
-            answered=lambda b: b["choices"][0]["message"]["content"].endswith("answer from the fake upstream")),
+            answered=lambda b: b["choices"][0]["message"]["content"].endswith(ANSWER)),
     Dialect("completions", "/v1/completions",
             lambda model, stream: {"model": model, "stream": stream, "prompt": PROMPT,
                                    "max_tokens": 8},
             _openai_refusal,
-            answered=lambda b: b["choices"][0]["text"].endswith("answer from the fake upstream")),
+            answered=lambda b: b["choices"][0]["text"].endswith(ANSWER)),
     Dialect("messages", "/v1/messages",
             lambda model, stream: {"model": model, "stream": stream, "max_tokens": 16,
                                    "messages": [{"role": "user", "content": PROMPT}]},
@@ -56,7 +57,7 @@ DIALECTS = [
     Dialect("llmstudio", "/api/engine/chat/openai",
             lambda model, stream: {"model": model, "is_stream": stream, "chat_input": PROMPT},
             _openai_refusal,
-            answered=lambda b: b["chat_output"].endswith("answer from the fake upstream")),
+            answered=lambda b: b["chat_output"].endswith(ANSWER)),
     Dialect("embeddings", "/v1/embeddings",
             lambda model, stream: {"model": model, "input": PROMPT},
             _openai_refusal, streams=False,
