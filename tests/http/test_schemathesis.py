@@ -33,12 +33,14 @@ GENERATING = {
     "/deployments/{deployment_id}/v1/chat/completions": (),
     "/api/engine/chat/{provider}": ("parameters",),
     "/v1/messages": (),
+    "/v1/responses": (),
+    "/v1/completions": (),
 }
 # A short context: a long generated prompt is refused at once instead of read for seconds.
 BOUNDED_ENGINE = {"SWITCHBOARD_N_CTX": "1024", "SWITCHBOARD_MAX_SEQUENCES": "2",
                   "SWITCHBOARD_DEFAULT_MAX_TOKENS": str(MAX_NEW_TOKENS)}
 CAPS = {"max_tokens": MAX_NEW_TOKENS, "max_completion_tokens": MAX_NEW_TOKENS,
-        "min_tokens": MAX_NEW_TOKENS, "n": 2, "best_of": 2}
+        "min_tokens": MAX_NEW_TOKENS, "n": 2, "best_of": 2, "max_output_tokens": MAX_NEW_TOKENS}
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,9 @@ def bound_generation(case: Case) -> None:
         value = target.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > cap:
             target[name] = cap
-    if "max_tokens" not in target and "max_completion_tokens" not in target:
+    if case.operation.path == "/v1/responses":
+        target.setdefault("max_output_tokens", MAX_NEW_TOKENS)
+    elif "max_tokens" not in target and "max_completion_tokens" not in target:
         target["max_tokens"] = MAX_NEW_TOKENS
 
 

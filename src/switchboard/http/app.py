@@ -31,6 +31,7 @@ from switchboard.http.routes import (
     messages,
     metrics,
     models,
+    responses,
     tracking,
     ui,
 )
@@ -90,8 +91,8 @@ def create_app(settings: Settings, catalog: ModelCatalog | None = None) -> FastA
     api.add_middleware(NoSniffMiddleware)
     api.include_router(health.router)
     api.include_router(metrics.router)
-    for routes in (chat, messages, completions, embeddings, buckets, models, llmstudio,
-                   tracking):
+    for routes in (chat, messages, completions, responses, embeddings, buckets, models,
+                   llmstudio, tracking):
         api.include_router(routes.router, dependencies=[Depends(authenticate)],
                            responses=error_responses(*AUTHENTICATED))
     api.include_router(admin.router, dependencies=[Depends(require_admin)],
