@@ -4,6 +4,7 @@ token counts and errors in Anthropic's format; and the translation's stream book
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anthropic
@@ -83,6 +84,24 @@ def test_raw_stream_has_anthropic_event_sequence(server: RunningServer) -> None:
     assert names[:3] == ["message_start", "content_block_start", "ping"]
     assert set(names[3:-3]) == {"content_block_delta"}
     assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+
+
+def test_metrics_ride_on_the_message_and_the_final_delta(server: RunningServer) -> None:
+    """Switchboard's per-request metrics, where Anthropic's shapes have room for an extra
+    field: on a whole message, and on a stream's ``message_delta``."""
+    headers = {"x-api-key": API_KEY}
+    body = {"model": MODEL, "max_tokens": 4, "messages": ASK, **GREEDY}
+    whole = httpx.post(server.base + "/v1/messages", json=body, headers=headers, timeout=120)
+    metrics = whole.json()["metrics"]
+    assert metrics["output_tokens"] == whole.json()["usage"]["output_tokens"] == 4
+    assert metrics["latency_s"] > 0 and "cost_usd" in metrics
+    with httpx.stream("POST", server.base + "/v1/messages", json={**body, "stream": True},
+                      headers=headers, timeout=120) as resp:
+        events = [json.loads(line.removeprefix("data: ")) for line in resp.iter_lines()
+                  if line.startswith("data: ")]
+    delta = next(e for e in events if e["type"] == "message_delta")
+    assert delta["metrics"]["output_tokens"] == delta["usage"]["output_tokens"] == 4
+    assert "metrics" not in events[0]["message"]  # absent rather than null where unknown
 
 
 def test_stop_sequence_is_reported_and_cut(client: anthropic.Anthropic) -> None:

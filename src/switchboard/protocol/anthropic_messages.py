@@ -199,6 +199,9 @@ class Message(BaseModel):
     stop_reason: StopReason | None
     stop_sequence: str | None
     usage: MessageUsage
+    metrics: dict[str, Any] | None = Field(
+        default=None, exclude_if=lambda value: value is None,
+        description="Switchboard's per-request metrics (tokens, cost, latency), as on chat.")
 
 
 # --- Stream events --------------------------------------------------------------------------
@@ -257,6 +260,7 @@ class MessageDeltaEvent(BaseModel):
     type: Literal["message_delta"] = "message_delta"
     delta: MessageDelta
     usage: MessageDeltaUsage
+    metrics: dict[str, Any] | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class MessageStopEvent(BaseModel):

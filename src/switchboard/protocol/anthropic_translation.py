@@ -235,7 +235,8 @@ def to_message(completion: dict[str, Any], model: str, stops: list[str]) -> Mess
                                     input=tool_input(fn.get("arguments"))))
     return Message(id=message_id(completion.get("id")), model=model, content=content,
                    stop_reason=reason, stop_sequence=sequence,
-                   usage=usage_of(completion.get("usage") or {}))
+                   usage=usage_of(completion.get("usage") or {}),
+                   metrics=completion.get("metrics"))
 
 
 class MessageStream:
@@ -255,11 +256,14 @@ class MessageStream:
         self._tools: dict[int, int] = {}  # tool call index -> content block index
         self._finish: str | None = None
         self._usage: dict[str, Any] = {}
+        self._metrics: dict[str, Any] | None = None
 
     def feed(self, chunk: dict[str, Any]) -> list[StreamEvent]:
         events: list[StreamEvent] = self._start(chunk) if not self._started else []
         if chunk.get("usage"):
             self._usage = chunk["usage"]
+        if chunk.get("metrics"):
+            self._metrics = chunk["metrics"]
         for choice in chunk.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue
@@ -287,7 +291,8 @@ class MessageStream:
             delta=MessageDelta(stop_reason=reason, stop_sequence=sequence),
             usage=MessageDeltaUsage(output_tokens=usage.output_tokens,
                                     input_tokens=usage.input_tokens,
-                                    cache_read_input_tokens=usage.cache_read_input_tokens)))
+                                    cache_read_input_tokens=usage.cache_read_input_tokens),
+            metrics=self._metrics))
         events.append(MessageStopEvent())
         return events
 
