@@ -157,3 +157,14 @@ def test_stream_chunks_keep_each_choices_text_offset() -> None:
         {"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]
     usage = stream.feed({**base, "choices": [], "usage": {"prompt_tokens": 2}})
     assert usage is not None and usage["choices"] == [] and usage["usage"]["prompt_tokens"] == 2
+
+
+def test_a_malformed_prompt_gets_one_error_naming_the_shapes() -> None:
+    with pytest.raises(ValidationError) as caught:
+        request(prompt=["a", [1]])
+    [error] = caught.value.errors()
+    assert error["loc"] == ("prompt",) and "list of token-id lists" in error["msg"]
+    with pytest.raises(ValidationError) as caught:
+        request(prompt=["a"] * 129)
+    [error] = caught.value.errors()
+    assert (error["type"], error["loc"]) == ("too_many_prompts", ("prompt",))

@@ -11,10 +11,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from switchboard.protocol.chat import INT32_MAX, ChatCompletionRequest, StreamOptions
-from switchboard.protocol.limits import MAX_MESSAGES, MAX_PROMPTS, MAX_TOOLS, at_most
+from switchboard.protocol.limits import (
+    LIMIT_CODES,
+    MAX_MESSAGES,
+    MAX_PROMPTS,
+    MAX_TOOLS,
+    at_most,
+)
 from switchboard.protocol.messages import ChatMessage, Tool
 from switchboard.protocol.responses import Usage
 
@@ -79,6 +95,20 @@ class CompletionRequest(_Shared):  # type: ignore[misc,valid-type]
     )
     stream: bool | None = False
     stream_options: StreamOptions | None = None
+
+    @field_validator("prompt", mode="wrap")
+    @classmethod
+    def _one_prompt_shape(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """One clear error for a prompt of no accepted shape (not one per shape tried)."""
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            limit = next((e for e in exc.errors() if e["type"] in LIMIT_CODES), None)
+            if limit is not None:
+                raise PydanticCustomError(limit["type"], limit["msg"]) from None
+            raise ValueError(
+                "prompt must be a string, a list of strings, a list of token ids (0 to "
+                f"{INT32_MAX}) or a list of token-id lists, none of them empty") from None
 
     @model_validator(mode="after")
     def _check_combinations(self) -> CompletionRequest:
