@@ -146,6 +146,28 @@ def test_prompt_logprobs_equal_the_chat_endpoints_logprobs(client: openai.OpenAI
             assert top[alternative.token] == pytest.approx(alternative.logprob, abs=1e-4)
 
 
+def test_a_token_that_stops_generation_keeps_its_logprob(client: openai.OpenAI,
+                                                        http: httpx.Client) -> None:
+    """lm-evaluation-harness asks for one generated token and drops the last logprob entry, so
+    a token that ends generation (end-of-generation, a stop token id) is listed too."""
+    first = client.completions.create(model=LOCAL, prompt=PROMPT, max_tokens=1, temperature=0,
+                                      logprobs=0)
+    generated = first.choices[0].logprobs
+    assert generated is not None and generated.tokens and generated.token_logprobs
+    [token_id] = tokenize(http, prompt=generated.tokens[0], add_special_tokens=False)["tokens"]
+    stopped = client.completions.create(model=LOCAL, prompt=PROMPT, max_tokens=1, temperature=0,
+                                        echo=True, logprobs=0,
+                                        extra_body={"stop_token_ids": [token_id]})
+    choice = stopped.choices[0]
+    assert choice.finish_reason == "stop" and choice.text == PROMPT  # its text is left out
+    assert stopped.usage is not None and stopped.usage.completion_tokens == 1
+    lp = choice.logprobs
+    assert lp is not None and lp.tokens and lp.token_logprobs
+    assert len(lp.tokens) == stopped.usage.prompt_tokens + 1
+    assert lp.tokens[-1] == generated.tokens[0]
+    assert lp.token_logprobs[-1] == pytest.approx(generated.token_logprobs[0], abs=1e-4)
+
+
 def test_token_id_and_list_prompts_give_n_choices_each(client: openai.OpenAI,
                                                        http: httpx.Client) -> None:
     first, second = tokenize(http, prompt="Once upon a time")["tokens"], [504, 2365]

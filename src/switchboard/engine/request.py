@@ -44,6 +44,9 @@ class SamplingParams:
     cumulative_logprob: bool = False  # report the sampled tokens' total logprob (best_of ranking)
     # score the prompt's tokens, with this many alternatives each (None: not computed)
     prompt_logprobs: int | None = None
+    # report the logprob of a token that ends generation (end-of-generation, stop_token_ids), as
+    # legacy completions list it (chat's logprobs leave it out, as OpenAI's do)
+    stop_token_logprob: bool = False
 
     @property
     def greedy(self) -> bool:

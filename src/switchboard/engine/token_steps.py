@@ -70,6 +70,8 @@ class TokenSteps:
             out.error = f"constraint violated: {seq.constraint.error or 'no token was allowed'}"
             return "error"
         if (not p.ignore_eos and self.model.is_eog(token)) or token in p.stop_token_ids:
+            if lp is not None and p.stop_token_logprob:
+                out.logprobs.append(lp)
             out.text += seq.text.flush()
             return "stop"
         if lp is not None:

@@ -129,6 +129,7 @@ def sampling_params(req: ChatCompletionRequest, default_max_tokens: int | None) 
         top_logprobs=req.top_logprobs or 0,
         cumulative_logprob=samples_to_draw(req) > req.n,
         prompt_logprobs=req.prompt_logprobs,
+        stop_token_logprob=req.raw_prompts is not None,
     )
 
 
