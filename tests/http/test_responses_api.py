@@ -249,6 +249,32 @@ def test_what_cannot_be_honoured_is_a_400_naming_it(client: openai.OpenAI) -> No
         assert error["type"] == "invalid_request_error"  # type: ignore[index]
 
 
+def test_invalid_bodies_and_queries_are_400s_naming_the_field(server: RunningServer,
+                                                              admin: Admin) -> None:
+    headers = {"authorization": f"Bearer {admin.key()['key']}",
+               "content-type": "application/json"}
+    url = server.v1 + "/responses"
+    cases: list[tuple[Any, str | None, str]] = [
+        ('{"input": ', None, "invalid_json"),
+        ({"input": "x", "text": {"format": {"type": "json_schema", "schema": {}}}},
+         "text.format.name", "invalid_value"),
+        ({"input": [{"role": "user", "content": [{"type": "input_text"}]}]},
+         "input[0].content[0].text", "invalid_value"),
+        ({"input": "x", "tool_choice": {"type": "function"}}, "tool_choice.name",
+         "invalid_value"),
+        ({"input": "x", "temperature": 3}, "temperature", "invalid_value"),
+    ]
+    for body, param, code in cases:
+        content = body if isinstance(body, str) else json.dumps(body)
+        answer = httpx.post(url, content=content, headers=headers, timeout=30)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["param"] == param, answer.text
+        assert answer.json()["error"]["code"] == code
+    listed = httpx.get(url + "/resp_x/input_items", params={"limit": 0}, headers=headers,
+                       timeout=30)
+    assert listed.status_code == 400 and listed.json()["error"]["param"] == "limit"
+
+
 def test_a_key_without_the_model_is_refused(server: RunningServer, admin: Admin) -> None:
     limited = sdk(server, admin.key(models=["some-other-model"]))
     with pytest.raises(openai.PermissionDeniedError) as caught:

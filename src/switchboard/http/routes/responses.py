@@ -69,9 +69,15 @@ def invalid(errors: list[Any]) -> APIError:
     """A 400 naming the failing field (``input[0].content: …``); a refusal of the protocol's own
     (a built-in tool, an unsupported item, a bound) wins over the union's other attempts."""
     own = [e for e in errors if _own(str(e.get("type", "")))]
-    # a value of the wrong type fails every branch of a union: the other errors say more
-    telling = [e for e in errors if not str(e.get("type", "")).endswith("_type")]
+    # a value of the wrong type fails every branch of a union: the other errors say more, and
+    # the branch that got furthest (the deepest location) is the one the client meant
+    telling = sorted((e for e in errors if not str(e.get("type", "")).endswith("_type")),
+                     key=lambda e: -len(e.get("loc", ())))
     first = (own or telling or errors or [{}])[0]
+    if first.get("type") == "json_invalid":
+        return APIError(400, "The body is not valid JSON: "
+                        f"{(first.get('ctx') or {}).get('error', 'it cannot be parsed')}.",
+                        code="invalid_json")
     param = _param(first.get("loc", ()))
     message = str(first.get("msg", "invalid request"))
     code = first.get("type") if _own(str(first.get("type", ""))) else "invalid_value"
@@ -86,12 +92,13 @@ def _param(loc: tuple[Any, ...] | list[Any]) -> str | None:
     out = ""
     previous: Any = None
     for part in loc:
-        if part == "body":
+        if part in ("body", "query", "path") and previous is None:
             continue
         text = str(part)
-        union_label = "[" in text or text[:1].isupper() or (
+        # the body's own fields come first; a union's branch follows the field holding it
+        union_label = previous is not None and ("[" in text or text[:1].isupper() or (
             text in _UNION_TAGS and (isinstance(previous, int) or previous in (
-                "format", "input", "content", "output", "tool_choice", None)))
+                "format", "input", "content", "output", "tool_choice"))))
         if not union_label:
             out += f"[{part}]" if isinstance(part, int) else (f".{text}" if out else text)
         previous = part
