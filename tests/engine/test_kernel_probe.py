@@ -1,14 +1,17 @@
-"""The kernel probe: its verdict is what llama.cpp's default weight buffers really do here."""
+"""The kernel probe: its verdict is what llama.cpp's default weight buffers really do here, and
+it is kept per machine and model in the cache directory."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
+import pytest
 
-from switchboard.engine import LlamaModel
+from switchboard.engine import LlamaModel, kernel_probe
 from switchboard.engine.embedded import embedded_model_path
 from switchboard.engine.kernel_probe import extra_buffers_run
 
@@ -45,3 +48,56 @@ def test_a_model_loaded_with_the_probed_default_decodes_batches() -> None:
         assert np.isfinite(logits).all()
     finally:
         model.close()
+
+
+def test_the_verdict_is_kept_per_machine_and_model(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later process on the same machine reads the verdict instead of starting the child; another
+    CPU, llama.cpp build or model file probes again; a probe that gave no verdict is not kept."""
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")
+    cache = tmp_path / "cache"
+    children: list[list[str]] = []
+    outcome: dict[str, object] = {"returncode": -4}  # SIGILL
+
+    def child(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+        children.append(args)
+        if outcome.get("timeout"):
+            raise subprocess.TimeoutExpired(args, 1.0)
+        return subprocess.CompletedProcess(args, int(outcome["returncode"]), b"", b"")
+
+    def fresh_process() -> None:
+        kernel_probe.extra_buffers_run.cache_clear()
+
+    monkeypatch.setattr(kernel_probe, "amx_compiled", lambda: True)
+    monkeypatch.setattr(kernel_probe.subprocess, "run", child)
+    monkeypatch.setattr(kernel_probe, "machine_identity", lambda: "cpu A")
+    try:
+        fresh_process()
+        assert kernel_probe.extra_buffers_run(model, cache) is False and len(children) == 1
+        fresh_process()
+        assert kernel_probe.extra_buffers_run(model, cache) is False and len(children) == 1
+        assert [p.suffix for p in cache.iterdir()] == [".json"]
+
+        monkeypatch.setattr(kernel_probe, "machine_identity", lambda: "cpu B")
+        outcome["returncode"] = 0
+        fresh_process()
+        assert kernel_probe.extra_buffers_run(model, cache) is True and len(children) == 2
+        fresh_process()
+        assert kernel_probe.extra_buffers_run(model, cache) is True and len(children) == 2
+
+        model.write_bytes(b"GGUF, another file")  # a new model file: probed again
+        outcome["timeout"] = True
+        fresh_process()
+        assert kernel_probe.extra_buffers_run(model, cache) is False and len(children) == 3
+        fresh_process()
+        assert kernel_probe.extra_buffers_run(model, cache) is False and len(children) == 4
+
+        fresh_process()  # without a cache directory every process probes
+        outcome.pop("timeout")
+        kernel_probe.extra_buffers_run(model)
+        kernel_probe.extra_buffers_run.cache_clear()
+        kernel_probe.extra_buffers_run(model)
+        assert len(children) == 6
+    finally:
+        fresh_process()

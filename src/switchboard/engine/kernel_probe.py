@@ -6,13 +6,22 @@ then kills the process with SIGILL. A child process tries one batched decode wit
 so the server itself never does; where the child dies, the model is loaded with llama.cpp's
 generic CPU buffers instead (``use_extra_bufts = false``).
 
+Given a cache directory (the one converted weights are kept in), the verdict is kept there,
+keyed by the machine (CPU model and flags, the llama.cpp build) and the model file (path, size,
+modification time), so later starts on the same machine skip the child. Only a verdict the child
+gave is kept: a probe that could not run or timed out is tried again next time.
+
 Run as ``python -m switchboard.engine.kernel_probe MODEL.gguf`` it is that child.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -29,14 +38,74 @@ def amx_compiled() -> bool:
     return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
 
 
+def machine_identity() -> str:
+    """What the verdict depends on besides the model: the CPU (model name and flags, as Linux
+    reports them) and the llama.cpp build."""
+    cpu = [platform.machine(), platform.processor()]
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name.strip() in ("model name", "flags", "Features") and value.strip() not in cpu:
+            cpu.append(value.strip())
+    system = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+    return "\n".join([*cpu, getattr(llama_cpp, "__version__", ""), system])
+
+
+def _verdict_file(path: Path, cache_dir: Path) -> Path:
+    stat = path.stat()
+    key = hashlib.sha256(
+        f"{machine_identity()}\n{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return cache_dir / f"kernel-probe.{key.hexdigest()[:16]}.json"
+
+
+def _cached_verdict(path: Path, cache_dir: Path | None) -> bool | None:
+    if cache_dir is None:
+        return None
+    try:
+        verdict = json.loads(_verdict_file(path, cache_dir).read_text())["extra_buffers_run"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return verdict if isinstance(verdict, bool) else None
+
+
+def _keep_verdict(path: Path, cache_dir: Path | None, verdict: bool) -> None:
+    if cache_dir is None:
+        return
+    try:
+        target = _verdict_file(path, cache_dir)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".partial-{os.getpid()}")
+        partial.write_text(json.dumps({"extra_buffers_run": verdict, "model": str(path)}))
+        partial.replace(target)
+    except OSError as exc:  # a read-only cache only costs the probe next time
+        log.warning("could not keep the CPU-kernel probe's verdict in %s (%s)", cache_dir, exc)
+
+
 @functools.cache
-def extra_buffers_run(path: Path) -> bool:
+def extra_buffers_run(path: Path, cache_dir: Path | None = None) -> bool:
     """True where a batched decode of ``path`` with llama.cpp's extra buffers survives.
 
-    Without AMX kernels in the build nothing is probed. The answer is kept for the process.
+    Without AMX kernels in the build nothing is probed. The answer is kept for the process, and
+    in ``cache_dir`` (when given) for later processes on the same machine.
     """
     if not amx_compiled():
         return True
+    cached = _cached_verdict(path, cache_dir)
+    if cached is not None:
+        log.info("llama.cpp's AMX kernels %s on this CPU (verdict kept in %s)",
+                 "run" if cached else "fail", cache_dir)
+        return cached
+    verdict = _run_probe(path)
+    if verdict is not None:
+        _keep_verdict(path, cache_dir, verdict)
+    return bool(verdict)
+
+
+def _run_probe(path: Path) -> bool | None:
+    """The child's verdict, or ``None`` where it gave none (could not start, timed out)."""
     try:
         child = subprocess.run(
             [sys.executable, "-m", __name__, str(path)],
@@ -47,7 +116,7 @@ def extra_buffers_run(path: Path) -> bool:
     except (subprocess.TimeoutExpired, OSError) as exc:  # OSError: no Python to start
         log.warning("llama.cpp's AMX kernel probe could not run (%s); using its generic CPU "
                     "kernels", exc)
-        return False
+        return None
     if child.returncode != 0:
         log.warning(
             "llama.cpp's AMX kernels fail on this CPU (probe exit status %d: AMX advertised but "

@@ -14,6 +14,7 @@ from pathlib import Path
 from switchboard import __version__
 from switchboard.engine import ChatTemplate, Engine, EngineConfig, LlamaModel
 from switchboard.engine.embedded import embedded_model_path
+from switchboard.engine.kernel_probe import extra_buffers_run
 from switchboard.engine.weights import prepare_weights
 from switchboard.errors import ModelNotFound, ModelsLoading
 from switchboard.protocol.gateway_section import LOCAL_KIND
@@ -107,6 +108,7 @@ class ModelCatalog:
             n_threads=settings.threads,
             flash_attn=settings.use_flash_attn,
             unified_kv=not config.kv_streams,
+            extra_buffers=extra_buffers_run(path, settings.cache_dir),
         )
         engine = Engine(llama, config)
         log.info(
