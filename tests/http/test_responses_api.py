@@ -26,6 +26,9 @@ from agents import (
 from agents.models.openai_responses import OpenAIResponsesModel
 from pydantic import BaseModel, Field
 
+from switchboard.http.routes.responses import _Storing
+from switchboard.protocol.responses_api import ResponsesRequest
+from switchboard.protocol.responses_translation import response_shell
 from tests.conftest import RunningServer, start_server, stop_server
 
 MODEL = "smollm2-135m-instruct"
@@ -273,6 +276,21 @@ def test_invalid_bodies_and_queries_are_400s_naming_the_field(server: RunningSer
     listed = httpx.get(url + "/resp_x/input_items", params={"limit": 0}, headers=headers,
                        timeout=30)
     assert listed.status_code == 400 and listed.json()["error"]["param"] == "limit"
+    for path, query in (("/resp_x", {"stream": "true"}), ("/resp_x", {"include": "a"}),
+                        ("/resp_x/input_items", {"include": "a"})):
+        refused = httpx.get(url + path, params=query, headers=headers, timeout=30)
+        assert refused.status_code == 400
+        assert refused.json()["error"]["param"] == next(iter(query))
+
+
+def test_a_response_that_could_not_be_stored_says_so() -> None:
+    class Down:
+        async def insert(self, *_: Any) -> None:
+            raise ConnectionError("database down")
+
+    shell = response_shell(ResponsesRequest(input="x"), "resp_1", MODEL)
+    storing = _Storing(Down(), "key", [])  # type: ignore[arg-type]
+    assert asyncio.run(storing.save(shell)) is False
 
 
 def test_a_key_without_the_model_is_refused(server: RunningServer, admin: Admin) -> None:

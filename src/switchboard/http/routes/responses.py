@@ -188,7 +188,15 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
 @router.get("/v1/responses/{response_id}", response_model=ResponseObject,
             summary="Get a stored response", responses=_LOOKUP)
 @router.get("/responses/{response_id}", response_model=ResponseObject, include_in_schema=False)
-async def get_response(response_id: str, request: Request) -> Response:
+async def get_response(
+    response_id: str, request: Request,
+    stream: bool = Query(False, description="Accepted only false: a stored response is "
+                         "returned whole."),
+    include: list[str] = Query([], description="Accepted only empty: no extra fields exist."),
+) -> Response:
+    refused = _refused_query(stream=stream, include=include)
+    if refused is not None:
+        return error_response(refused)
     stored = await repository(request).get(owner(request), response_id)
     if stored is None:
         return error_response(not_found(response_id))
@@ -219,14 +227,25 @@ async def list_input_items(
                               "from (exclusive)."),
     include: list[str] = Query([], description="Accepted only empty: no extra fields exist."),
 ) -> Response:
-    if include:
-        return error_response(APIError(400, "'include' is not supported: no extra fields "
-                                       "exist", param="include", code="unsupported_parameter"))
+    refused = _refused_query(include=include)
+    if refused is not None:
+        return error_response(refused)
     stored = await repository(request).get(owner(request), response_id)
     if stored is None:
         return error_response(not_found(response_id))
     page = InputItemList.page(stored.input_items, order, limit, after)
     return Response(page.model_dump_json(), media_type="application/json")
+
+
+def _refused_query(stream: bool = False, include: list[str] | None = None) -> APIError | None:
+    """A 400 for a query parameter of OpenAI's that cannot be honoured on a stored response."""
+    if stream:
+        return APIError(400, "'stream' is not supported: a stored response is returned whole",
+                        param="stream", code="unsupported_parameter")
+    if include:
+        return APIError(400, "'include' is not supported: no extra fields exist",
+                        param="include", code="unsupported_parameter")
+    return None
 
 
 def _chat_request(body: ResponsesRequest, items: list[dict[str, Any]]) -> ChatCompletionRequest:
