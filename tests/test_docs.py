@@ -20,6 +20,7 @@ from pydantic import Field
 from switchboard.gateway.config import gateway_config
 from switchboard.settings import Settings, load_settings
 from switchboard.settings_reference import reference_drift, render_reference_table
+from tests.conftest import API_KEY, RunningServer
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
@@ -129,3 +130,29 @@ def test_every_page_is_in_the_navigation() -> None:
     nav = (ROOT / "mkdocs.yml").read_text()
     for page in PAGES:
         assert str(page.relative_to(DOCS)) in nav, f"{page} is not in mkdocs.yml's nav"
+
+
+def endpoint_examples() -> list[str]:
+    """The curl blocks of the API overview's "one request per endpoint" section."""
+    text = (DOCS / "api" / "index.md").read_text()
+    section = text.split("<!-- endpoint-examples:", 1)[1].split("<!-- /endpoint-examples -->")[0]
+    return [m["body"] for m in FENCE.finditer(section) if m["lang"] == "bash"]
+
+
+def test_the_overview_shows_one_request_per_generation_endpoint() -> None:
+    paths = {re.search(r"127\.0\.0\.1:8000(\S+)", block)[1] for block in endpoint_examples()}
+    assert paths == {"/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/completions",
+                     "/tokenize", "/v1/embeddings", "/api/engine/chat/local"}
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_each_endpoint_example_runs(server: RunningServer, index: int) -> None:
+    """Run as written (curl -f fails on any 4xx/5xx), only the host and the key swapped in."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    block = endpoint_examples()[index].replace("http://127.0.0.1:8000", server.base)
+    done = subprocess.run(["bash", "-c", block], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SWITCHBOARD_KEY": API_KEY})
+    assert done.returncode == 0, f"{block}\n{done.stderr}"
+    answer = json.loads(done.stdout)
+    assert answer and answer.get("error") is None, done.stdout
