@@ -202,18 +202,24 @@ class Pipeline:
         provider = "local" if deployment == "local" else self.router.deployments[deployment].kind
         return Answered(payload, deployment, provider, {**headers, DEPLOYMENT_HEADER: deployment})
 
-    async def prompt_tokens(self, request: ChatCompletionRequest, caller: Caller,
-                            exact: bool = True) -> tuple[int, ...] | int:
-        """The request's prompt, checked against the caller's model list (403): its exact tokens
-        on a local model (tuple), else an estimate of their count (int). Not metered."""
+    def check_model(self, model: str | None, caller: Caller) -> list[str]:
+        """The names ``model`` goes by, once the caller's key may use it: the same 404 and 403
+        as admission gives, for the requests that are not metered (token counts)."""
         try:
-            names = self.router.public_names(request.model)
+            names = self.router.public_names(model)
         except ModelNotFound as exc:
             raise to_api_error(exc) from exc
         key = caller.principal.key
         if key is not None and not key.allows(*names):
-            raise APIError(403, f"This API key may not use the model {request.model!r}.",
-                           type="permission_error", param="model", code="model_not_allowed")
+            raise APIError(403, f"This API key may not use the model {model!r}.",
+                           param="model", code="model_not_allowed")
+        return names
+
+    async def prompt_tokens(self, request: ChatCompletionRequest, caller: Caller,
+                            exact: bool = True) -> tuple[int, ...] | int:
+        """The request's prompt, checked against the caller's model list (403): its exact tokens
+        on a local model (tuple), else an estimate of their count (int). Not metered."""
+        self.check_model(request.model, caller)
         dep, _ = reachable(self.router, request.model, None)[0]
         if dep.kind != "local":
             return prompt_estimate(self.router, request)

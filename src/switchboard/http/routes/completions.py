@@ -211,15 +211,8 @@ def _validated(body: dict[str, Any]) -> ChatCompletionRequest:
 async def _local_model(pipeline: Pipeline, model: str | None, caller: Caller) -> LocalModel:
     """The local model a request names, once the caller's key may use it (404, 403; 400 for a
     model served upstream)."""
-    try:
-        names = pipeline.router.public_names(model)
-        dep, _ = reachable(pipeline.router, model, None)[0]
-    except Exception as exc:
-        raise to_api_error(exc) from exc
-    key = caller.principal.key
-    if key is not None and not key.allows(*names):
-        raise APIError(403, f"This API key may not use the model {model!r}.",
-                       type="permission_error", param="model", code="model_not_allowed")
+    pipeline.check_model(model, caller)
+    dep, _ = reachable(pipeline.router, model, None)[0]
     if dep.kind != LOCAL_KIND:
         raise _upstream_model(model)
     try:
