@@ -11,9 +11,17 @@ Unknown fields are kept (``extra="allow"``) so the HTTP layer can name them in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 from switchboard.protocol.limits import (
@@ -243,10 +251,27 @@ class ChatCompletionRequest(BaseModel):
         return self
 
     # --- Derived values ------------------------------------------------------------------------
+    _wire: dict[str, Any] | None = PrivateAttr(default=None)
+
     def wire(self) -> dict[str, Any]:
         """The request as JSON, as the client sent it (unknown fields included, defaults it
-        did not send left out): what an OpenAI-compatible upstream is sent."""
-        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        did not send left out): what an OpenAI-compatible upstream is sent. Serialized once
+        (a large request is costly to dump); each call returns a new top-level dict whose
+        nested values are shared, so treat those as read-only."""
+        if self._wire is None:
+            self._wire = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        return dict(self._wire)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None,
+                   deep: bool = False) -> ChatCompletionRequest:
+        copy = super().model_copy(update=update, deep=deep)
+        copy._wire = None  # the copy may differ: serialized again when asked
+        return copy
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_"):
+            self._wire = None
+        super().__setattr__(name, value)
 
     @property
     def stop_list(self) -> list[str]:
