@@ -293,7 +293,7 @@ function snippet(lang, body) {
 function dialectSnippet(lang, model, messages, rest) {
   const system = messages.filter((m) => m.role === "system").map((m) => m.content).join("\n\n");
   const turns = messages.filter((m) => m.role !== "system");
-  const {max_tokens, temperature, top_p, stop, ...extra} = rest;
+  const {max_tokens, temperature, top_p, stop, stream, ...extra} = rest;
   const args = [`    model=${pyValue(model)},`];
   const key = `api_key=os.environ.get("SWITCHBOARD_KEY", "unused")`;
   let head, call, out;
@@ -314,8 +314,13 @@ function dialectSnippet(lang, model, messages, rest) {
     call = "message = client.messages.create(";
     out = "print(message.content[0].text)";
   }
-  if (temperature !== undefined) args.push(`    temperature=${pyValue(temperature)},`);
-  if (top_p !== undefined) args.push(`    top_p=${pyValue(top_p)},`);
+  // the anthropic SDK's create() takes no sampling arguments (the API does): sent as extra_body
+  const sampling = {temperature, top_p};
+  for (const [name, value] of Object.entries(sampling)) {
+    if (value === undefined) continue;
+    if (lang === "anthropic") extra[name] = value;
+    else args.push(`    ${name}=${pyValue(value)},`);
+  }
   if (Object.keys(extra).length) args.push(`    extra_body=${pyValue(extra)},`);
   return `import os\n${head}\n${call}\n${args.join("\n")}\n)\n${out}`;
 }
