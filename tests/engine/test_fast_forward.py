@@ -54,7 +54,9 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         embedded_model_path(), "q8_0", tmp_path_factory.mktemp("weights"), threads=2
     )
     streams = request.param.startswith("streams")
-    config = EngineConfig(max_sequences=4, max_queue=64, cache_slots=4, kv_streams=streams)
+    # Without speculation, which would also put several tokens in a step (test_speculative).
+    config = EngineConfig(max_sequences=4, max_queue=64, cache_slots=4, kv_streams=streams,
+                          speculative=False)
     model = LlamaModel(path, n_ctx=4096, n_seq_max=config.sequence_ids, n_threads=2,
                        flash_attn="flash" in request.param, unified_kv=not streams)
     eng = Engine(model, config)

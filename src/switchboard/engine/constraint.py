@@ -114,6 +114,13 @@ class Constraint:
             self._needed_mask = False
         return ok
 
+    def valid_prefix(self, tokens: list[int]) -> int:
+        """How many of ``tokens``, in order, the grammar accepts from here (none is consumed)."""
+        self._wait()
+        if self._stopped or self._matcher.is_error():
+            return 0
+        return int(self._matcher.validate_tokens(tokens))
+
     def _wait(self) -> None:
         if self._pending is not None:
             self._pending.result()

@@ -9,7 +9,8 @@ sequence. Whatever is computed for one sequence (logit processing, sampling, its
 logprobs, detokenizing, its sink) or one beam search is guarded on its own: when it raises, that
 sequence or search ends with an ``error`` output and the others carry on. Sampling runs as one
 batch; a batch that fails is sampled again row by row (random generators rewound) to find the
-sequence at fault.
+sequence at fault. Greedy sequences may carry a draft of guessed tokens into a pass, checked
+against the model's own choices after it (``speculative``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from switchboard.engine.request import (
 from switchboard.engine.sampler import Sampler, log_softmax, top_logprobs
 from switchboard.engine.scheduler import ScheduledChunk, Scheduler, forward_passes
 from switchboard.engine.sequence import BeamGroup, OutputSink, Sequence, SequenceStatus
+from switchboard.engine.speculative import SpeculativeSteps
 from switchboard.engine.token_steps import TokenSteps
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,9 @@ class EngineConfig:
     reserved: tuple[tuple[str, int], ...] = ()  # (lane, sequences only that lane may use)
     kv_streams: bool = False  # a KV stream per sequence (the cache keeps idle streams)
     fast_forward: bool = True  # feed the tokens a grammar forces without sampling each
+    speculative: bool = True  # prompt-lookup drafts for greedy sequences (see speculative)
+    speculative_max_batch: int = 4  # speculate only when at most this many sequences decode
+    speculative_max_draft: int = 8  # the longest draft
 
     def __post_init__(self) -> None:
         if sum(n for _, n in self.reserved) >= self.max_sequences:
@@ -80,7 +85,7 @@ class SequenceHandle:
             self._engine._inbox.put(("cancel", self._seq))
 
 
-class Engine(BeamSteps, TokenSteps):
+class Engine(BeamSteps, TokenSteps, SpeculativeSteps):
     def __init__(self, model: LlamaModel, config: EngineConfig) -> None:
         self.model = model
         self.config = config
@@ -88,6 +93,10 @@ class Engine(BeamSteps, TokenSteps):
         self.sampler = Sampler(model.n_vocab, model.eog_token_ids)
         self.grammar = GrammarVocabulary(model)
         self.fast_forward = config.fast_forward
+        self.speculative = config.speculative
+        self.speculative_max_batch = config.speculative_max_batch
+        self.speculative_max_draft = config.speculative_max_draft
+        self.unified_kv = not config.kv_streams
         if model.n_seq_max < config.sequence_ids:
             raise ValueError(f"the model context needs n_seq_max >= {config.sequence_ids}")
         if model.unified_kv == config.kv_streams:
@@ -225,6 +234,7 @@ class Engine(BeamSteps, TokenSteps):
                 except Exception as exc:  # noqa: BLE001 - its own failure
                     self._fail_sequence(seq, exc)
             return
+        self._add_drafts(chunks)
         for group in forward_passes(chunks, self.config.kv_streams):
             self._run_pass(group)
 
@@ -236,7 +246,7 @@ class Engine(BeamSteps, TokenSteps):
         if not chunks:
             return
         fillers: list[tuple[int, int]] = []
-        if self.config.kv_streams and all(c.n_tokens == 1 for c in chunks):  # the decode pass
+        if self.config.kv_streams and all(c.n_fed == 1 for c in chunks):  # the decode pass
             fillers = self.scheduler.gap_fillers([c.seq.seq_id for c in chunks])
         logits = self.model.decode(*self._assemble(chunks, fillers))  # shared: may fail all
         for seq_id, position in fillers:
@@ -252,12 +262,22 @@ class Engine(BeamSteps, TokenSteps):
                 self._finish(seq, "length", StepOutput(text=seq.text.flush()))
             except Exception as exc:  # noqa: BLE001 - this sequence's own failure
                 self._fail_sequence(seq, exc)
-        done = [c.seq for c, complete in zip(chunks, completing) if complete]
-        rows = {seq: i for i, seq in enumerate(done)}
-        sampled = [seq for seq in done if seq.group is None]
+        completed = [c for c, complete in zip(chunks, completing) if complete]
+        rows: dict[Sequence, int] = {}  # each sequence's first row (a draft's rows follow it)
+        row = 0
+        for chunk in completed:
+            rows[chunk.seq] = row
+            row += 1 + len(chunk.draft)
+        sampled = [c.seq for c in completed if c.seq.group is None and not c.draft]
         if sampled:
             self._sample(sampled, logits, [rows[seq] for seq in sampled])
-        groups = {id(seq.group): seq.group for seq in done if seq.group is not None}
+        for chunk in (c for c in completed if c.draft):
+            start = rows[chunk.seq]
+            try:
+                self._verify(chunk.seq, chunk.draft, logits[start : start + 1 + len(chunk.draft)])
+            except Exception as exc:  # noqa: BLE001 - this sequence's own failure
+                self._fail_sequence(chunk.seq, exc)
+        groups = {id(c.seq.group): c.seq.group for c in completed if c.seq.group is not None}
         for group in groups.values():
             try:
                 self._advance_beams(group, logits, rows)  # type: ignore[arg-type]
@@ -270,7 +290,7 @@ class Engine(BeamSteps, TokenSteps):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The pass's token, position, sequence id and wanted-logits arrays; ``fillers`` (id,
         position) add throwaway tokens, kept in id order with the chunks (which are sorted)."""
-        total = sum(c.n_tokens for c in chunks) + len(fillers or ())
+        total = sum(c.n_fed for c in chunks) + len(fillers or ())
         tokens = np.empty(total, dtype=np.int32)
         positions = np.empty(total, dtype=np.int32)
         seq_ids = np.empty(total, dtype=np.int32)
@@ -285,7 +305,13 @@ class Engine(BeamSteps, TokenSteps):
                 want[at + n - 1] = 1
             for position in prompt_rows(seq, n):
                 want[at + position - seq.n_past] = 1
-            at += n
+            if c.draft:  # after its last pending token, with a logits row each
+                d = len(c.draft)
+                tokens[at + n : at + n + d] = c.draft
+                positions[at + n : at + n + d] = np.arange(seq.n_past + n, seq.n_past + n + d)
+                seq_ids[at + n : at + n + d] = seq.seq_id
+                want[at + n : at + n + d] = 1
+            at += c.n_fed
         if fillers:
             tokens[at:] = 0
             seq_ids[at:], positions[at:] = zip(*fillers)

@@ -43,8 +43,9 @@ def read_prompt_rows(
 ) -> tuple[np.ndarray, dict[Sequence, Exception | None]]:
     """Score the prompt rows of a pass whose logits were flagged with ``prompt_rows`` (call it
     before the chunks' ``n_past`` moves on). Returns the rows left to sample from, one per
-    completing chunk in order, and the sequences that must not be sampled: those that asked for
-    no token (``None``) and those whose scoring failed (the exception)."""
+    completing chunk in order (and one per drafted token after it), and the sequences that
+    must not be sampled: those that asked for no token (``None``) and those whose scoring
+    failed (the exception)."""
     if not any(prompt_rows(c.seq, c.n_tokens) or c.seq.max_new_tokens == 0 for c in chunks):
         return logits, {}
     kept: list[int] = []
@@ -62,9 +63,10 @@ def read_prompt_rows(
         if chunk.completes:
             if seq not in ended and seq.max_new_tokens == 0:
                 ended[seq] = None
+            rows = 1 + len(chunk.draft)  # a drafted chunk's rows follow its last token's
             if seq not in ended:
-                kept.append(at)
-            at += 1
+                kept.extend(range(at, at + rows))
+            at += rows
     return logits[kept], ended
 
 

@@ -156,6 +156,8 @@ class RequestMetrics:
     prompt_tokens: int
     cached_tokens: int
     generated_tokens: int
+    spec_drafted_tokens: int = 0  # speculative tokens fed (see ``speculative``)
+    spec_accepted_tokens: int = 0  # of which the model agreed with
 
     @property
     def time_per_output_token(self) -> float:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from switchboard.engine.sequence import Sequence, SequenceStatus
 
@@ -49,12 +49,19 @@ MAX_GAP_FILL = 2
 @dataclass
 class ScheduledChunk:
     seq: Sequence
-    n_tokens: int
+    n_tokens: int  # of the sequence's pending tokens
+    # Speculative tokens fed after them, each with its logits row (see ``speculative``).
+    draft: list[int] = field(default_factory=list)
 
     @property
     def completes(self) -> bool:
         """After this chunk the sequence has no pending tokens: its logits are sampled."""
         return self.seq.n_past + self.n_tokens == len(self.seq.tokens)
+
+    @property
+    def n_fed(self) -> int:
+        """Tokens this chunk puts in the forward pass (pending and drafted)."""
+        return self.n_tokens + len(self.draft)
 
 
 def forward_passes(chunks: list[ScheduledChunk], streams: bool) -> list[list[ScheduledChunk]]:
@@ -69,13 +76,13 @@ def forward_passes(chunks: list[ScheduledChunk], streams: bool) -> list[list[Sch
     any load. Decodes go in sequence id order: with streams llama.cpp splits a pass wherever the
     next id is not the last plus one.
     """
-    decodes = sorted((c for c in chunks if c.n_tokens == 1), key=lambda c: c.seq.seq_id)
-    prompts = [c for c in chunks if c.n_tokens > 1]
+    decodes = sorted((c for c in chunks if c.n_fed == 1), key=lambda c: c.seq.seq_id)
+    prompts = [c for c in chunks if c.n_fed > 1]
     if streams:
         return [p for p in (sorted(prompts, key=lambda c: c.seq.seq_id), decodes) if p]
     passes: list[list[ScheduledChunk]] = [decodes]
     for chunk in prompts:
-        if any(c.n_tokens > 1 for c in passes[-1]):
+        if any(c.n_fed > 1 for c in passes[-1]):
             passes.append([])
         passes[-1].append(chunk)
     return [p for p in passes if p]

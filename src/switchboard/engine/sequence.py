@@ -43,6 +43,25 @@ class BeamGroup:
         return self.state.params.width
 
 
+@dataclass
+class DraftStats:
+    """A sequence's speculative drafts (``speculative``): tokens drafted and accepted, and its
+    recent acceptance rate, which sets the next draft's length."""
+
+    drafted: int = 0
+    accepted: int = 0
+    rate: float = 0.5  # moving average of the accepted share of each draft
+
+    def length(self, longest: int) -> int:
+        return max(1, min(longest, round(self.rate * longest)))
+
+    def record(self, drafted: int, accepted: int) -> None:
+        self.drafted += drafted
+        self.accepted += accepted
+        if drafted:
+            self.rate = 0.5 * self.rate + 0.5 * accepted / drafted
+
+
 class Sequence:
     """Tokens ``[0, n_past)`` are in the KV cache; ``tokens[n_past:]`` still have to be fed."""
 
@@ -70,6 +89,7 @@ class Sequence:
         self.cumulative_logprob = 0.0  # kept when params.cumulative_logprob
         self.prompt_logprobs: list[TokenLogprob] = []  # when params.prompt_logprobs (see there)
         self._prompt_logprobs_sent = False
+        self.drafts = DraftStats()
         self.status = SequenceStatus.WAITING
         self.cancelled = False
         self.holds_queue_slot = True
@@ -134,6 +154,8 @@ class Sequence:
             prompt_tokens=self.n_prompt,
             cached_tokens=self.cached_prefix,
             generated_tokens=self.n_generated,
+            spec_drafted_tokens=self.drafts.drafted,
+            spec_accepted_tokens=self.drafts.accepted,
         )
 
     def emit(self, out: StepOutput) -> None:

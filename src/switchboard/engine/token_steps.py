@@ -35,12 +35,26 @@ class TokenSteps:
         """Take the sampled ``token`` and the forced tokens that follow it; emit them as one
         output, or end the sequence where one of them ends it."""
         out = StepOutput()
+        reason, _ = self._take_and_forced(seq, token, lp, out)
+        self._conclude(seq, reason, out)
+
+    def _take_and_forced(
+        self, seq: Sequence, token: int, lp: TokenLogprob | None, out: StepOutput
+    ) -> tuple[str | None, bool]:
+        """Take ``token`` and the forced tokens that follow it: the finish reason, if one of
+        them ends the sequence, and whether any token was forced."""
         reason = self._take(seq, token, lp, out)
+        forced_any = False
         if reason is None and self._fast_forwards(seq):
             for forced in seq.constraint.forced():  # type: ignore[union-attr]
+                forced_any = True
                 reason = self._take(seq, forced, None, out)
                 if reason is not None:
                     break
+        return reason, forced_any
+
+    def _conclude(self, seq: Sequence, reason: str | None, out: StepOutput) -> None:
+        """Emit the step's tokens, or end the sequence with them for ``reason``."""
         if reason is None:
             if seq.constraint is not None:
                 seq.constraint.prefetch_if_needed()
