@@ -3,8 +3,9 @@ over real tokens → L2 normalisation), as a NumPy forward pass over the shipped
 weights with the shipped ``tokenizer.json`` (Hugging Face ``tokenizers``, the tokenizer
 sentence-transformers uses).
 
-Why NumPy: the model is 6 layers of 384 wide, so a forward pass is four matrix products per layer
-that NumPy's BLAS does as fast as torch on a CPU; it needs no torch (gigabytes) and no ONNX file.
+Why NumPy: the model is 6 layers of 384 wide, so a forward pass is mostly four matrix products per
+layer, which NumPy's OpenBLAS does nearly as fast as torch's MKL on a CPU; it needs no torch
+(gigabytes) and no ONNX file.
 llama.cpp's BERT graph over a converted GGUF was measured too and is slower on this model (its
 per-op overhead and attention dominate at this size). What decides the speed here is everything
 around the matrix products, so the pass is laid out for that:
