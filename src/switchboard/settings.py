@@ -118,6 +118,20 @@ class Settings(BaseSettings):
         "only one continuation, append those tokens without sampling each and feed them in one "
         "forward pass. Off for requests that ask for logprobs and for beam search.",
     )
+    speculative_ngram: bool = Field(
+        default=True,
+        description="Speculative decoding with prompt-lookup drafts: a greedy request's next "
+        "tokens are guessed from the longest recent repeat in its own prompt and output, fed "
+        "with its sampled token in one forward pass, and kept where the model agrees (same "
+        "output, fewer steps when the answer quotes its context). Greedy requests only "
+        "(temperature 0 or top_k 1), never beam search; needs flash attention (see flash_attn).",
+        json_schema_extra={"flag": "--speculative"},
+    )
+    speculative_max_batch: int = Field(
+        default=4, ge=1, le=128,
+        description="Speculate only in engine steps where at most this many sequences decode "
+        "(with more, checking the drafts costs more than it saves).",
+    )
     default_max_tokens: int | None = Field(
         default=None, ge=1, description="Completion cap when a request sets none.",
         json_schema_extra={"default_text": "the rest of the context"},

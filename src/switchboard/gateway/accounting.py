@@ -123,6 +123,12 @@ def response_metrics(
         "inter_token_latency_s": round((end - first) / (outputs - 1), 6) if outputs > 1 else 0.0,
         "tokens_per_second": round(outputs / latency, 3) if latency > 0 else 0.0,
     }
+    details = usage.get("completion_tokens_details") or {}
+    accepted = int(details.get("accepted_prediction_tokens") or 0)
+    rejected = int(details.get("rejected_prediction_tokens") or 0)
+    if accepted or rejected:  # a local model's speculative tokens (predicted outputs upstream)
+        metrics["spec_drafted_tokens"] = accepted + rejected
+        metrics["spec_accepted_tokens"] = accepted
     if estimated:
         metrics["usage_estimated"] = True
     return metrics

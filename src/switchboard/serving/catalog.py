@@ -100,6 +100,8 @@ class ModelCatalog:
             reserved=reserved,
             kv_streams=settings.kv_layout == "per-sequence",
             fast_forward=settings.grammar_fast_forward,
+            speculative=settings.speculative_ngram,
+            speculative_max_batch=settings.speculative_max_batch,
         )
         llama = LlamaModel(
             path,

@@ -26,6 +26,7 @@ from switchboard.protocol.responses import (
     Choice,
     ChoiceLogprobs,
     ChunkChoice,
+    CompletionTokensDetails,
     Delta,
     PromptTokenLogprob,
     TopLogprob,
@@ -261,6 +262,7 @@ class ChatService:
         scored: list[list[TokenLogprob] | None] = [None] * drawn  # prompt logprobs
         completion_tokens = 0
         cached = 0
+        drafted = accepted = 0  # speculative tokens
         per_prompt = drawn // run.n_prompts
         async for index, out in run.outputs():
             texts[index].append(out.text)
@@ -270,6 +272,9 @@ class ChatService:
             if out.finished:
                 finish[index] = out.finish_reason or "stop"
                 completion_tokens += out.completion_tokens
+                if out.metrics is not None:
+                    drafted += out.metrics.spec_drafted_tokens
+                    accepted += out.metrics.spec_accepted_tokens
                 score[index] = out.cumulative_logprob or 0.0
                 if index % per_prompt == 0:  # each prompt's first choice
                     cached += out.cached_tokens
@@ -310,7 +315,7 @@ class ChatService:
             created=run.created,
             model=run.model.id,
             choices=choices,
-            usage=Usage.of(run.prompt_tokens, completion_tokens, cached),
+            usage=_usage(run.prompt_tokens, completion_tokens, cached, drafted, accepted),
             system_fingerprint=run.model.fingerprint,
         )
 
@@ -323,12 +328,13 @@ class ChatService:
         generated = [0] * n  # tokens so far, per choice
         opened = [False] * n  # a raw prompt's echo and prompt logprobs were sent
         cached = 0
+        drafted = accepted = 0  # speculative tokens
         options = run.request.stream_options
         continuous = bool(options and options.continuous_usage_stats)
 
         def chunk(choices: list[ChunkChoice], final: bool = False) -> ChatCompletionChunk:
-            usage = Usage.of(run.prompt_tokens, sum(generated), cached) if continuous or final \
-                else None
+            usage = _usage(run.prompt_tokens, sum(generated), cached, drafted, accepted) \
+                if continuous or final else None
             return ChatCompletionChunk.model_construct(  # trusted values: skip validation
                 id=run.id,
                 created=run.created,
@@ -364,6 +370,9 @@ class ChatService:
                 )
                 yield chunk([ChunkChoice.model_construct(index=index, delta=delta, logprobs=lp)])
             if out.finished:
+                if out.metrics is not None:
+                    drafted += out.metrics.spec_drafted_tokens
+                    accepted += out.metrics.spec_accepted_tokens
                 reason = calls[index].finish(out.finish_reason) if calls else out.finish_reason
                 yield chunk(
                     [ChunkChoice(index=index, delta=Delta(), finish_reason=reason)]  # type: ignore[arg-type]
@@ -395,3 +404,13 @@ def _wire_logprobs(items: list[TokenLogprob]) -> list[WireTokenLogprob]:
         )
         for item in items
     ]
+
+
+def _usage(prompt: int, completion: int, cached: int, drafted: int, accepted: int) -> Usage:
+    """OpenAI's usage; speculative tokens, where any were drafted, in the fields OpenAI gives
+    predicted outputs (accepted and rejected prediction tokens)."""
+    usage = Usage.of(prompt, completion, cached)
+    if drafted:
+        usage.completion_tokens_details = CompletionTokensDetails(
+            accepted_prediction_tokens=accepted, rejected_prediction_tokens=drafted - accepted)
+    return usage

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -76,6 +76,16 @@ class ServingMetrics:
         self.finished = counter(
             "request_success", "Finished sequences by finish reason.", "finished_reason"
         )
+        # Speculative decoding (vLLM's names): tokens drafted, of which accepted, and their share.
+        self.spec_drafted = counter(
+            "spec_decode_num_draft_tokens", "Speculative (prompt-lookup) tokens drafted.")
+        self.spec_accepted = counter(
+            "spec_decode_num_accepted_tokens", "Drafted tokens the model accepted.")
+        self.spec_rate = Gauge(
+            "switchboard:spec_decode_draft_acceptance_rate",
+            "Accepted share of the drafted tokens so far (0-1).", ["model_name"],
+            registry=self.registry)
+        self._spec_totals: dict[str, tuple[int, int]] = {}  # model -> (drafted, accepted)
         self.registry.register(_EngineGauges(engine_stats))
 
     def observe(self, model: str, finish_reason: str, m: RequestMetrics) -> None:
@@ -88,6 +98,13 @@ class ServingMetrics:
         self.generation_tokens.labels(model).inc(m.generated_tokens)
         self.cached_tokens.labels(model).inc(m.cached_tokens)
         self.finished.labels(model, finish_reason).inc()
+        if m.spec_drafted_tokens:
+            self.spec_drafted.labels(model).inc(m.spec_drafted_tokens)
+            self.spec_accepted.labels(model).inc(m.spec_accepted_tokens)
+            drafted, accepted = self._spec_totals.get(model, (0, 0))
+            drafted, accepted = drafted + m.spec_drafted_tokens, accepted + m.spec_accepted_tokens
+            self._spec_totals[model] = (drafted, accepted)
+            self.spec_rate.labels(model).set(accepted / drafted)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
