@@ -5,7 +5,7 @@ and answered as a completion or an SSE stream of chunks."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from fastapi import APIRouter, Request
@@ -26,6 +26,13 @@ from switchboard.protocol.responses import (
 )
 
 IGNORED_HEADER = "x-switchboard-ignored-params"
+
+
+class HasIgnoredParams(Protocol):
+    @property
+    def ignored_params(self) -> list[str]: ...
+
+
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 __all__ = ["DEPLOYMENT_HEADER", "IGNORED_HEADER", "STREAM_HEADERS", "ignored_params_headers",
            "router"]
@@ -102,7 +109,8 @@ async def complete(
                     headers=result.headers)
 
 
-def ignored_params_headers(body: ChatCompletionRequest) -> dict[str, str]:
-    """``x-switchboard-ignored-params`` naming the fields this server does not know; names a
-    header cannot carry (non-Latin-1, CR, LF, commas) are percent-encoded."""
+def ignored_params_headers(body: ChatCompletionRequest | HasIgnoredParams) -> dict[str, str]:
+    """``x-switchboard-ignored-params`` naming the fields this server does not know (in any
+    dialect's request); names a header cannot carry (non-Latin-1, CR, LF, commas) are
+    percent-encoded."""
     return {IGNORED_HEADER: header_list(body.ignored_params)} if body.ignored_params else {}

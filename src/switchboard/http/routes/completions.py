@@ -23,10 +23,10 @@ from starlette.background import BackgroundTask
 
 from switchboard.errors import APIError
 from switchboard.gateway.providers.base import StreamEvent
-from switchboard.http.body_limits import CheckedRoute, header_list
+from switchboard.http.body_limits import CheckedRoute
 from switchboard.http.caller import caller_of
 from switchboard.http.errors import error_response, to_api_error
-from switchboard.http.routes.chat import IGNORED_HEADER, STREAM_HEADERS
+from switchboard.http.routes.chat import STREAM_HEADERS, ignored_params_headers
 from switchboard.http.sse import sse_stream
 from switchboard.pipeline import Caller, Pipeline, Streaming
 from switchboard.pipeline.admission import reachable
@@ -77,7 +77,7 @@ _errors[422] = {"model": ValidationErrorResponse}
 @router.post("/completions", response_model=Completion, include_in_schema=False)
 async def create_completion(body: CompletionRequest, request: Request) -> Response:
     pipeline: Pipeline = request.app.state.pipeline
-    headers = {IGNORED_HEADER: header_list(body.ignored_params)} if body.ignored_params else {}
+    headers = ignored_params_headers(body)
     try:
         chat = _chat_request(body, pipeline)
         result = await pipeline.generate(chat, caller_of(request), endpoint="completions",

@@ -22,10 +22,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from switchboard.errors import APIError
 from switchboard.gateway.router import ProviderRouter
-from switchboard.http.body_limits import CheckedRoute, header_list
+from switchboard.http.body_limits import CheckedRoute
 from switchboard.http.caller import caller_of
 from switchboard.http.errors import to_api_error
-from switchboard.http.routes.chat import IGNORED_HEADER, STREAM_HEADERS
+from switchboard.http.routes.chat import STREAM_HEADERS, ignored_params_headers
 from switchboard.pipeline import Pipeline, Streaming
 from switchboard.pipeline.admission import reachable
 from switchboard.protocol.anthropic_messages import (
@@ -118,7 +118,7 @@ async def create_message(body: MessagesRequest, request: Request) -> Response:
             if body.stop_sequences and _all_local(gateway, body.model) else [])
     chat = _chat_request(body, keep_stop=bool(kept))
     pipeline: Pipeline = request.app.state.pipeline
-    headers = {IGNORED_HEADER: header_list(body.ignored_params)} if body.ignored_params else {}
+    headers = ignored_params_headers(body)
     try:
         result = await pipeline.generate(chat, caller_of(request), endpoint="messages",
                                          include_usage=True, headers=headers)
