@@ -48,6 +48,7 @@ from switchboard.protocol.anthropic_messages import (
     ToolUseBlock,
     ToolUseBlockParam,
 )
+from switchboard.protocol.chunk_stream import ChunkTranslator
 
 STOP_REASONS: dict[str, StopReason] = {
     "stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
@@ -239,12 +240,13 @@ def to_message(completion: dict[str, Any], model: str, stops: list[str]) -> Mess
                    metrics=completion.get("metrics"))
 
 
-class MessageStream:
+class MessageStream(ChunkTranslator[StreamEvent]):
     """Chat-completion chunks in, Messages stream events out: ``feed`` each chunk, then
     ``end``. With stop sequences, the text's last characters are held back until the finish,
     so that a matched sequence (kept by ``include_stop_str_in_output``) never goes out."""
 
     def __init__(self, model: str, stops: list[str]) -> None:
+        super().__init__()
         self.model = model
         self.stops = [s for s in stops if s]
         self._hold = max((len(s) for s in self.stops), default=0)
@@ -254,27 +256,9 @@ class MessageStream:
         self._open: str | None = None  # its type
         self._held = ""  # text not yet sent (may turn out to be a stop sequence)
         self._tools: dict[int, int] = {}  # tool call index -> content block index
-        self._finish: str | None = None
-        self._usage: dict[str, Any] = {}
-        self._metrics: dict[str, Any] | None = None
 
-    def feed(self, chunk: dict[str, Any]) -> list[StreamEvent]:
-        events: list[StreamEvent] = self._start(chunk) if not self._started else []
-        if chunk.get("usage"):
-            self._usage = chunk["usage"]
-        if chunk.get("metrics"):
-            self._metrics = chunk["metrics"]
-        for choice in chunk.get("choices") or ():
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                events += self._text(delta["content"])
-            for call in delta.get("tool_calls") or ():
-                events += self._tool_call(call)
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
-        return events
+    def _opening(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+        return self._start(chunk) if not self._started else []
 
     def end(self) -> list[StreamEvent]:
         """The events after the last chunk: the rest of the text, the stop reason, usage."""

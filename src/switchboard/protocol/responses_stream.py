@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from switchboard.protocol.chunk_stream import ChunkTranslator
 from switchboard.protocol.responses_api import (
     FunctionCallOutput,
     OutputMessage,
@@ -27,19 +28,17 @@ from switchboard.protocol.responses_translation import INCOMPLETE, finished
 Event = dict[str, Any]
 
 
-class ResponseStream:
+class ResponseStream(ChunkTranslator[Event]):
     """``start``, then ``feed`` each chunk, then ``end`` (or ``fail``); each returns events."""
 
     def __init__(self, shell: ResponseObject) -> None:
+        super().__init__()
         self.response = shell  # the finished response once ``end`` or ``fail`` ran
         self._sequence = 0
         self._started = False
         self._output: list[OutputMessage | FunctionCallOutput] = []
         self._open: OutputMessage | FunctionCallOutput | None = None
         self._calls: dict[int, FunctionCallOutput] = {}  # chat tool-call index -> its item
-        self._finish: str | None = None
-        self._usage: dict[str, Any] = {}
-        self._metrics: dict[str, Any] | None = None
 
     def _event(self, kind: str, **fields: Any) -> Event:
         event = {"type": kind, "sequence_number": self._sequence, **fields}
@@ -56,23 +55,8 @@ class ResponseStream:
         return [self._event("response.created", response=self._snapshot()),
                 self._event("response.in_progress", response=self._snapshot())]
 
-    def feed(self, chunk: dict[str, Any]) -> list[Event]:
-        events = self.start()
-        if chunk.get("usage"):
-            self._usage = chunk["usage"]
-        if chunk.get("metrics"):
-            self._metrics = chunk["metrics"]
-        for choice in chunk.get("choices") or ():
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                events += self._text(delta["content"])
-            for call in delta.get("tool_calls") or ():
-                events += self._tool_call(call)
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
-        return events
+    def _opening(self, chunk: dict[str, Any]) -> list[Event]:
+        return self.start()
 
     def end(self) -> list[Event]:
         """The last item closed and ``response.completed`` (or ``response.incomplete``)."""
