@@ -79,3 +79,18 @@ SCHEMAS: list[tuple[str, dict[str, Any]]] = [
     ("multipleOf-free percentages", {"type": "object", "properties": {"pct": {"type": "integer", "minimum": 0, "maximum": 100}},
                                      "required": ["pct"], "additionalProperties": False}),
 ]
+
+# A person whose keys, punctuation and enum rests the grammar forces (the fast-forward and
+# speculative-decoding tests share it).
+PERSON: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 24},
+        "age": {"type": "integer"},
+        "city": {"enum": ["Paris", "London", "Tokyo", "Buenos Aires"]},
+        "languages": {"type": "array", "items": {"type": "string", "maxLength": 16},
+                      "maxItems": 3},
+    },
+    "required": ["name", "age", "city", "languages"],
+    "additionalProperties": False,
+}

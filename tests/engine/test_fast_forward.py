@@ -11,7 +11,6 @@ cuts them, a stop string inside them ends the output, and logprob requests are n
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 
 import jsonschema
@@ -30,19 +29,10 @@ from switchboard.engine import (
 from switchboard.engine.embedded import embedded_model_path
 from switchboard.engine.weights import prepare_weights
 from switchboard.serving.constraints import JSON_OPTIONS
+from tests.data.schemas import PERSON
+from tests.engine.collect import Collected
 
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string", "maxLength": 24},
-        "age": {"type": "integer"},
-        "city": {"enum": ["Paris", "London", "Tokyo", "Buenos Aires"]},
-        "languages": {"type": "array", "items": {"type": "string", "maxLength": 16},
-                      "maxItems": 3},
-    },
-    "required": ["name", "age", "city", "languages"],
-    "additionalProperties": False,
-}
+SCHEMA = PERSON
 GRAMMAR = llguidance.LLMatcher.grammar_from_json_schema(SCHEMA, defaults=JSON_OPTIONS)
 PROMPT = "Describe a fictional person as JSON."
 
@@ -77,22 +67,15 @@ def generate(engine: Engine, prompt: list[int], fast_forward: bool, accepted: li
     constraint = engine.grammar.matcher(GRAMMAR)
     for token in accepted:
         assert constraint.accept(token)
-    outputs: list[StepOutput] = []
-    done = threading.Event()
-
-    def sink(out: StepOutput) -> None:
-        outputs.append(out)
-        if out.finished:
-            done.set()
-
+    sink = Collected()
     request = GenerationRequest(
         tuple(prompt), SamplingParams(**{"temperature": 0.0, "max_tokens": 120, **params}),
         constraint=constraint,
     )
     engine.submit(request, sink)  # type: ignore[arg-type]
-    assert done.wait(120)
-    assert outputs[-1].error is None
-    return outputs
+    assert sink.done.wait(120)
+    assert sink.outputs[-1].error is None
+    return sink.outputs
 
 
 def text_of(outputs: list[StepOutput]) -> str:

@@ -29,6 +29,8 @@ from switchboard.engine.embedded import embedded_model_path
 from switchboard.engine.speculative import propose
 from switchboard.engine.weights import prepare_weights
 from switchboard.serving.constraints import JSON_OPTIONS
+from tests.data.schemas import PERSON as PERSON_SCHEMA
+from tests.engine.collect import Collected
 
 DOCUMENT = (
     "The harbour office opens at seven. Ships must report their cargo before noon, and every "
@@ -38,18 +40,7 @@ DOCUMENT = (
 QUOTE = f"{DOCUMENT}\n\nQuote the document above word for word."
 PERSON = ('{"name": "Ellen Varga", "age": 54, "city": "Tokyo", '
           '"languages": ["English", "Hungarian"]}')
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string", "maxLength": 24},
-        "age": {"type": "integer"},
-        "city": {"enum": ["Paris", "London", "Tokyo", "Buenos Aires"]},
-        "languages": {"type": "array", "items": {"type": "string", "maxLength": 16},
-                      "maxItems": 3},
-    },
-    "required": ["name", "age", "city", "languages"],
-    "additionalProperties": False,
-}
+SCHEMA = PERSON_SCHEMA
 
 
 def test_propose_continues_the_longest_most_recent_match() -> None:
@@ -96,18 +87,11 @@ def chat(engine: Engine, text: str) -> list[int]:
 
 def submit(engine: Engine, prompt: list[int], constraint: object = None,
            **params: object) -> tuple[list[StepOutput], threading.Event]:
-    outputs: list[StepOutput] = []
-    done = threading.Event()
-
-    def sink(out: StepOutput) -> None:
-        outputs.append(out)
-        if out.finished:
-            done.set()
-
+    sink = Collected()
     request = GenerationRequest(tuple(prompt), SamplingParams(**params),  # type: ignore[arg-type]
                                 constraint=constraint)  # type: ignore[arg-type]
     engine.submit(request, sink)
-    return outputs, done
+    return sink.outputs, sink.done
 
 
 def generate(engine: Engine, prompt: list[int], speculative: bool, constraint: object = None,
