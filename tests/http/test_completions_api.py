@@ -286,3 +286,12 @@ def test_an_upstream_is_reached_by_translation_to_chat(client: openai.OpenAI,
             client.completions.create(**{"model": REMOTE, "prompt": PROMPT, "max_tokens": 1,
                                          **body})
         assert caught.value.body["param"] == param  # type: ignore[index]
+
+
+def test_the_tokenizer_endpoints_refuse_an_upstream_model(http: httpx.Client) -> None:
+    """An upstream's tokenizer is not this server's: a 400 naming ``model``, never a guess."""
+    for path, body in (("/tokenize", {"prompt": "Hello"}), ("/detokenize", {"tokens": [1, 2]})):
+        r = http.post(path, json={"model": REMOTE, **body})
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert (error["param"], error["code"]) == ("model", "unsupported_model")

@@ -39,7 +39,7 @@ from switchboard.protocol.embeddings import EmbeddingRequest
 from switchboard.retrieval.augment import Retrieval, augment, retrieval_tools
 from switchboard.retrieval.buckets import BucketService
 from switchboard.retrieval.service import EmbeddingService
-from switchboard.serving import ChatRun, ChatService, ModelCatalog
+from switchboard.serving import ChatRun, ChatService, LocalModel, ModelCatalog
 from switchboard.serving.chat import started_runs
 from switchboard.settings import Settings
 
@@ -215,16 +215,35 @@ class Pipeline:
                            param="model", code="model_not_allowed")
         return names
 
-    async def prompt_tokens(self, request: ChatCompletionRequest, caller: Caller,
-                            exact: bool = True) -> tuple[int, ...] | int:
+    async def prompt_tokens(self, request: ChatCompletionRequest,
+                            caller: Caller) -> tuple[int, ...] | int:
         """The request's prompt, checked against the caller's model list (403): its exact tokens
         on a local model (tuple), else an estimate of their count (int). Not metered."""
         self.check_model(request.model, caller)
         dep, _ = reachable(self.router, request.model, None)[0]
         if dep.kind != "local":
             return prompt_estimate(self.router, request)
-        try:
-            model = self.catalog.get(dep.id)
-        except Exception as exc:
-            raise to_api_error(exc) from exc
+        return await self.local_prompt_tokens(request, self._loaded(dep.id))
+
+    def local_model(self, model: str | None, caller: Caller) -> LocalModel:
+        """The local model a request names, once the caller's key may use it (404, 403; a 400
+        naming ``model`` when it is served upstream): for the tokenizer endpoints."""
+        self.check_model(model, caller)
+        dep, _ = reachable(self.router, model, None)[0]
+        if dep.kind != "local":
+            raise APIError(400, f"model: {model!r} is served by an upstream; tokenize and "
+                           "detokenize answer for local models only", param="model",
+                           code="unsupported_model")
+        return self._loaded(dep.id)
+
+    @staticmethod
+    async def local_prompt_tokens(request: ChatCompletionRequest,
+                                  model: LocalModel) -> tuple[int, ...]:
+        """The prompt's tokens exactly as a generation would run them (in a worker thread)."""
         return await asyncio.to_thread(ChatService.prompt_tokens, request, model)
+
+    def _loaded(self, deployment: str) -> LocalModel:
+        try:
+            return self.catalog.get(deployment)
+        except Exception as exc:  # loading, or failed to load
+            raise to_api_error(exc) from exc

@@ -28,7 +28,7 @@ from switchboard.http.caller import caller_of
 from switchboard.http.errors import error_response, to_api_error
 from switchboard.http.routes.chat import STREAM_HEADERS, ignored_params_headers
 from switchboard.http.sse import sse_stream
-from switchboard.pipeline import Caller, Pipeline, Streaming
+from switchboard.pipeline import Pipeline, Streaming
 from switchboard.pipeline.admission import reachable
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.protocol.completions import (
@@ -50,7 +50,6 @@ from switchboard.protocol.completions_translation import (
 )
 from switchboard.protocol.gateway_section import LOCAL_KIND
 from switchboard.protocol.responses import ErrorResponse, ValidationErrorResponse
-from switchboard.serving.catalog import LocalModel
 from switchboard.serving.raw_prompts import spell
 
 router = APIRouter(tags=["completions"], route_class=CheckedRoute)
@@ -172,11 +171,8 @@ async def tokenize(body: TokenizePromptRequest | TokenizeChatRequest,
         chat = _validated({"model": body.model,
                            "messages": [{"role": "user", "content": body.prompt}]})
         chat = chat.model_copy(update={"raw_prompts": [body.prompt]})
-    model = await _local_model(pipeline, chat.model, caller)
-    counted = await pipeline.prompt_tokens(chat, caller)
-    if isinstance(counted, int):  # the first deployment is not local after all
-        raise _upstream_model(chat.model)
-    tokens = list(counted)
+    model = pipeline.local_model(chat.model, caller)
+    tokens = list(await pipeline.local_prompt_tokens(chat, model))
     if isinstance(body, TokenizePromptRequest) and not body.add_special_tokens:
         tokens = await asyncio.to_thread(model.llama.tokenize, body.prompt, False, True)
     strs = [spell(model, [t]) for t in tokens] if body.return_token_strs else None
@@ -192,7 +188,7 @@ async def tokenize(body: TokenizePromptRequest | TokenizeChatRequest,
 )
 async def detokenize(body: DetokenizeRequest, request: Request) -> DetokenizeResponse:
     pipeline: Pipeline = request.app.state.pipeline
-    model = await _local_model(pipeline, body.model, caller_of(request))
+    model = pipeline.local_model(body.model, caller_of(request))
     outside = next((t for t in body.tokens if t >= model.llama.n_vocab), None)
     if outside is not None:
         raise APIError(400, f"tokens: token id {outside} is outside the vocabulary",
@@ -206,21 +202,3 @@ def _validated(body: dict[str, Any]) -> ChatCompletionRequest:
     except ValidationError as exc:
         param, message = validation_message(exc)
         raise APIError(400, message, param=param) from exc
-
-
-async def _local_model(pipeline: Pipeline, model: str | None, caller: Caller) -> LocalModel:
-    """The local model a request names, once the caller's key may use it (404, 403; 400 for a
-    model served upstream)."""
-    pipeline.check_model(model, caller)
-    dep, _ = reachable(pipeline.router, model, None)[0]
-    if dep.kind != LOCAL_KIND:
-        raise _upstream_model(model)
-    try:
-        return pipeline.catalog.get(dep.id)
-    except Exception as exc:
-        raise to_api_error(exc) from exc
-
-
-def _upstream_model(model: str | None) -> APIError:
-    return APIError(400, f"model: {model!r} is served by an upstream; tokenize and detokenize "
-                    "answer for local models only", param="model", code="unsupported_model")
