@@ -65,11 +65,12 @@ def llama_cpp_server(*flags: str) -> AbstractContextManager[tuple[str, float]]:
     return launched(cmd, "/v1/models", port)
 
 
-def llama_server(binary: str) -> AbstractContextManager[tuple[str, float]]:
+def llama_server(binary: str, *flags: str) -> AbstractContextManager[tuple[str, float]]:
     """llama.cpp's C++ server, 16 slots; without its extra weight buffers where they crash."""
     port = free_port()
     path = embedded_model_path()
-    cmd = [binary, "--model", str(path), "--alias", MODEL, "--port", str(port), "-np", "16"]
+    cmd = [binary, "--model", str(path), "--alias", MODEL, "--port", str(port), "-np", "16",
+           *flags]
     if not extra_buffers_run(path):
         cmd.append("--no-repack")
     return launched(cmd, "/v1/models", port)

@@ -2,6 +2,7 @@
 against off, rounds alternated between servers, medians.
 
     python bench/speculative.py [--rounds 3] [--tokens 128] [--no-default]
+    python bench/speculative.py --llama-server path/to/llama-server   # llama.cpp's own, too
 
 Workloads (all greedy, ``max_tokens`` tokens streamed): ``quote`` answers with quotes from a
 document of about 1,000 tokens; ``json`` rewrites a JSON object with one field changed; ``code``
@@ -9,7 +10,9 @@ edits a 60-line Python file; ``chat`` is free chat on a unique question each tim
 end-of-sequence banned. Servers: ``on`` (``--kv-layout unified --speculative``: flash attention
 is on by default there, which speculation needs), ``off`` (``--kv-layout unified
 --no-speculative``) and, unless ``--no-default``, ``default`` (the default per-sequence layout
-without flash attention, where nothing speculates). The figures: decode
+without flash attention, where nothing speculates). With ``--llama-server`` llama.cpp's own
+server (``-np 16 -c 32768``: 2,048 tokens a slot, as the engine's default streams) is measured
+too, and each Switchboard server's decode tok/s is given as a ratio to it. The figures: decode
 tok/s after the first token, request seconds, and for ``on`` the drafted and accepted tokens
 (from ``/metrics``) and the acceptance rate.
 """
@@ -25,7 +28,7 @@ import statistics
 import httpx
 
 from common import EOG_BAN, Result, bench_parser, run_benchmark, stream_once, switchboard
-from concurrency import MODEL
+from concurrency import MODEL, llama_server
 
 TOPICS = ["harbour", "granary", "observatory", "library", "railway", "orchard", "foundry",
           "market", "bridge", "school"]
@@ -90,6 +93,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--no-default", action="store_true",
                         help="leave out the default server (no flash attention, no speculation)")
+    parser.add_argument("--llama-server", metavar="BINARY",
+                        help="also measure llama.cpp's own server (a llama-server binary)")
     run_benchmark(parser, measure)
 
 
@@ -103,9 +108,12 @@ def measure(args: argparse.Namespace) -> Result:
     seconds: dict[str, dict[str, list[float]]] = {s: {k: [] for k in kinds} for s in servers}
     drafted = {k: 0.0 for k in kinds}
     accepted = {k: 0.0 for k in kinds}
+    if args.llama_server:
+        servers["llama-server"] = []
     with contextlib.ExitStack() as stack:
-        bases = {name: stack.enter_context(switchboard("--threads", "2", *flags))[0]
-                 for name, flags in servers.items()}
+        bases = {name: stack.enter_context(
+            llama_server(args.llama_server, "-c", "32768") if name == "llama-server"
+            else switchboard("--threads", "2", *flags))[0] for name, flags in servers.items()}
         for round_no in range(args.rounds + 1):  # round 0 warms up each server
             for kind, text in prompts(round_no).items():
                 body = {"model": MODEL, "messages": [{"role": "user", "content": text}],
@@ -141,6 +149,12 @@ def measure(args: argparse.Namespace) -> Result:
                 spec = (str(int(drafted[kind])), str(int(accepted[kind])), f"{share:.0%}")
             print(f"| {kind} | {name} | {tok_s:.1f} | {secs:.2f} | {' | '.join(spec)} |")
         row["speedup_on_vs_off"] = round(row["on"]["decode_tok_s"] / row["off"]["decode_tok_s"], 2)
+        if "llama-server" in servers:
+            reference = row["llama-server"]["decode_tok_s"]
+            row["vs_llama_server"] = {name: round(row[name]["decode_tok_s"] / reference, 2)
+                                      for name in servers if name != "llama-server"}
+            print(f"| {kind} | ratios to llama-server | " + ", ".join(
+                f"{name} {ratio:.2f}x" for name, ratio in row["vs_llama_server"].items()) + " |")
         result["workloads"][kind] = row
     return result
 

@@ -9,7 +9,8 @@ of an enum value the grammar forces (fast-forward feeds them without sampling ea
 counted from the usage of each stream, forced ones included); the free one is plain text with
 end-of-sequence banned. ``--no-fast-forward`` serves with ``--no-grammar-fast-forward``.
 ``--check-greedy N`` then asks N greedy schema requests of a server with fast-forward and of one
-without, and reports how many gave the same text.
+without, both with flash attention (where greedy requests verify their forced tokens as drafts;
+without it they decode token by token), and reports how many gave the same text.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def check_greedy(n: int) -> dict[str, int]:
     """Ask the same greedy schema requests of a server with fast-forward and one without."""
     outputs = []
     for flags in ([], ["--no-grammar-fast-forward"]):
-        with switchboard("--threads", "2", *flags) as (base, _):
+        with switchboard("--threads", "2", "--flash-attn", *flags) as (base, _):
             texts = []
             for prompt in GREEDY_PROMPTS[:n]:
                 body = {"model": MODEL, "temperature": 0, "max_tokens": 96,

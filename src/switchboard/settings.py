@@ -136,6 +136,26 @@ class Settings(BaseSettings):
         default=None, ge=1, description="Completion cap when a request sets none.",
         json_schema_extra={"default_text": "the rest of the context"},
     )
+    default_temperature: float | None = Field(
+        default=None, ge=0.0, le=2.0,
+        description="Local models: temperature for requests that set none.",
+        json_schema_extra={"default_text": "the GGUF's general.sampling.temp, else 0.8"},
+    )
+    default_top_p: float | None = Field(
+        default=None, gt=0.0, le=1.0,
+        description="Local models: top_p for requests that set none.",
+        json_schema_extra={"default_text": "the GGUF's general.sampling.top_p, else 0.95"},
+    )
+    default_top_k: int | None = Field(
+        default=None, ge=0,
+        description="Local models: top_k for requests that set none (0: off).",
+        json_schema_extra={"default_text": "the GGUF's general.sampling.top_k, else 40"},
+    )
+    default_min_p: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="Local models: min_p for requests that set none (0: off).",
+        json_schema_extra={"default_text": "the GGUF's general.sampling.min_p, else 0.05"},
+    )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
 
     # Governance: keys, limits, usage ledger

@@ -6,6 +6,12 @@ output that follows the schema, and every token it sampled must be the model's o
 the same tokens as a prompt (the batched forced tokens got the right positions and cells, and the
 right logits row was read). The limits of a sequence still hold on forced tokens: ``max_tokens``
 cuts them, a stop string inside them ends the output, and logprob requests are not fast-forwarded.
+These run a sampled request whose nucleus holds only the top token (``NUCLEUS``): sampled, so its
+forced tokens are taken unchecked, yet its choices are the model's own.
+
+A greedy request drafts its forced tokens instead, where the engine can verify them exactly
+(flash attention), and decodes token by token where it cannot: either way its output is the
+same with fast-forward and without.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ from tests.engine.collect import Collected
 SCHEMA = PERSON
 GRAMMAR = llguidance.LLMatcher.grammar_from_json_schema(SCHEMA, defaults=JSON_OPTIONS)
 PROMPT = "Describe a fictional person as JSON."
+PROMPTS = [PROMPT, "A person who likes boats, as JSON.", "Make up a chess player.",
+           "JSON for a retired teacher from Lyon."]
+NUCLEUS = {"temperature": 1.0, "top_p": 1e-9}  # sampled, but always the most likely token
 
 
 @pytest.fixture(scope="module", params=["streams", "unified, flash attention"])
@@ -45,8 +54,11 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     )
     streams = request.param.startswith("streams")
     # Without speculation, which would also put several tokens in a step (test_speculative).
-    config = EngineConfig(max_sequences=4, max_queue=64, cache_slots=4, kv_streams=streams,
-                          speculative=False)
+    # A unified pool serves a cached prompt in other cells than a fresh read, which can tip a
+    # near-tie late in a greedy output (docs: Serving, Fidelity): no cache there, so a greedy
+    # output with fast-forward is compared with one without, both read fresh.
+    config = EngineConfig(max_sequences=4, max_queue=64, cache_slots=4 if streams else 0,
+                          kv_streams=streams, speculative=False)
     model = LlamaModel(path, n_ctx=4096, n_seq_max=config.sequence_ids, n_threads=2,
                        flash_attn="flash" in request.param, unified_kv=not streams)
     eng = Engine(model, config)
@@ -69,7 +81,7 @@ def generate(engine: Engine, prompt: list[int], fast_forward: bool, accepted: li
         assert constraint.accept(token)
     sink = Collected()
     request = GenerationRequest(
-        tuple(prompt), SamplingParams(**{"temperature": 0.0, "max_tokens": 120, **params}),
+        tuple(prompt), SamplingParams(**{**NUCLEUS, "max_tokens": 120, **params}),
         constraint=constraint,
     )
     engine.submit(request, sink)  # type: ignore[arg-type]
@@ -164,3 +176,25 @@ def test_requests_with_logprobs_are_not_fast_forwarded(engine: Engine) -> None:
     n_tokens = len(tokens_of(outputs))  # an end-of-generation token has no logprob
     assert sum(len(o.logprobs) for o in outputs) in (n_tokens, n_tokens - 1)
     jsonschema.validate(json.loads(text_of(outputs)), SCHEMA)
+
+
+def test_greedy_output_is_the_same_with_and_without_fast_forward(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passes = count_passes(engine, monkeypatch)
+    greedy = {"temperature": 0.0, "top_p": 1.0}
+    saved = 0
+    for text in PROMPTS:
+        prompt = chat_tokens(engine, text)
+        passes[0] = 0
+        slow = generate(engine, prompt, fast_forward=False, **greedy)
+        slow_passes, passes[0] = passes[0], 0
+        fast = generate(engine, prompt, fast_forward=True, **greedy)
+        assert tokens_of(fast) == tokens_of(slow), text
+        assert text_of(fast) == text_of(slow)
+        if engine.model.flash_attn:  # the forced tokens were drafted and verified
+            assert max(len(o.token_ids) for o in fast) > 2
+            saved += slow_passes - passes[0]
+        else:  # nothing to verify them exactly with: one token per pass
+            assert all(len(o.token_ids) <= 1 for o in fast)
+    assert saved > 0 if engine.model.flash_attn else saved == 0

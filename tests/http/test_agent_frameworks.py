@@ -48,11 +48,7 @@ def over_seeds(ask: Any) -> list[Any]:
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("method", [
-    # Seed 8 at temperature 1 writes an endless string for "country" and ends at the context's
-    # end (finish_reason length) at 300 tokens; the full context was not measured.
-    pytest.param("function_calling", marks=pytest.mark.xfail(
-        strict=False, reason="seed 8 rambles inside a string at temperature 1")),
-    "json_schema",
+    "function_calling", "json_schema",
 ])
 def test_langchain_structured_output_over_20_seeds(
     frameworks_server: RunningServer, method: str

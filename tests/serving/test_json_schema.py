@@ -1,4 +1,5 @@
-"""Object schemas refuse undeclared properties unless they allow them (issue 23 item 2)."""
+"""Schemas as the grammar enforces them: objects refuse undeclared properties unless they allow
+them (issue 23 item 2), integers stay in I-JSON's range."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.serving.constraints import requested_grammar
-from switchboard.serving.json_schema import closed_objects
+from switchboard.serving.json_schema import grammar_schema
 
 # instructor's Mode.TOOLS schema for ``class User(BaseModel): name: str; age: int``
 USER = {"properties": {"name": {"title": "Name", "type": "string"},
@@ -40,8 +41,19 @@ def accepts(schema: dict[str, Any], value: Any) -> bool:
     return matches(wanted.grammar, json.dumps(value))
 
 
+def objects_only(schema: Any) -> Any:
+    """``schema`` without the integer bounds ``grammar_schema`` adds (to compare the rest)."""
+    if isinstance(schema, list):
+        return [objects_only(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    added = schema.get("type") == "integer" and schema.get("maximum") == 2**53 - 1
+    return {k: objects_only(v) for k, v in schema.items()
+            if not (added and k in ("minimum", "maximum"))}
+
+
 def test_undeclared_properties_are_refused_when_the_schema_is_silent() -> None:
-    closed = closed_objects(USER)
+    closed = grammar_schema(USER)
     assert closed["additionalProperties"] is False
     assert USER.get("additionalProperties") is None  # the request's schema is not modified
     with pytest.raises(jsonschema.ValidationError):
@@ -57,14 +69,14 @@ def test_the_compiled_grammar_refuses_invented_keys() -> None:
 @pytest.mark.parametrize("allowance", [True, {"type": "integer"}])
 def test_a_schema_that_allows_more_keeps_its_rule(allowance: Any) -> None:
     schema = {**USER, "additionalProperties": allowance}
-    assert closed_objects(schema) == schema
+    assert objects_only(grammar_schema(schema)) == schema
     assert accepts(schema, {"name": "Jason", "age": 25, "extra": 1})
 
 
 def test_strict_schemas_are_unchanged_and_bare_objects_stay_open() -> None:
     strict = {**USER, "additionalProperties": False}
-    assert closed_objects(strict) == strict
-    assert closed_objects({"type": "object"}) == {"type": "object"}
+    assert objects_only(grammar_schema(strict)) == strict
+    assert grammar_schema({"type": "object"}) == {"type": "object"}
     assert accepts({"type": "object"}, {"anything": [1, 2]})
 
 
@@ -77,7 +89,7 @@ def test_nested_objects_definitions_and_array_items_are_closed() -> None:
         "$defs": {"User": USER},
         "anyOf": [{"required": ["owner"]}, {"required": ["pets"]}],
     }
-    closed = closed_objects(schema)
+    closed = grammar_schema(schema)
     assert closed["additionalProperties"] is False
     assert closed["$defs"]["User"]["additionalProperties"] is False
     assert closed["properties"]["pets"]["items"]["additionalProperties"] is False
@@ -88,7 +100,7 @@ def test_all_of_parts_are_one_object_and_required_names_stay_allowed() -> None:
     schema = {"allOf": [{"type": "object", "properties": {"a": {"type": "integer"}}},
                         {"type": "object", "properties": {"b": {"type": "integer"}}}],
               "required": ["a", "b", "c"]}
-    closed = closed_objects(schema)
+    closed = grammar_schema(schema)
     assert closed["additionalProperties"] is False
     assert set(closed["properties"]) == {"a", "b", "c"}
     assert all("additionalProperties" not in part for part in closed["allOf"])
@@ -100,6 +112,30 @@ def test_all_of_parts_are_one_object_and_required_names_stay_allowed() -> None:
 def test_alternatives_are_closed_each_on_its_own() -> None:
     schema = {"anyOf": [{"type": "object", "properties": {"cat": {"type": "string"}}},
                         {"type": "object", "properties": {"dog": {"type": "string"}}}]}
-    closed = closed_objects(schema)
+    closed = grammar_schema(schema)
     assert [b["additionalProperties"] for b in closed["anyOf"]] == [False, False]
     assert accepts(schema, {"cat": "x"}) and not accepts(schema, {"cat": "x", "dog": "y"})
+
+
+SAFE = 2**53 - 1  # RFC 7493's interoperable integers
+
+
+def test_integers_without_bounds_are_held_to_i_json_range() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    assert grammar_schema(schema)["properties"]["n"] == {
+        "type": "integer", "minimum": -SAFE, "maximum": SAFE}
+    for n in (0, -7, SAFE, -SAFE):
+        assert accepts(schema, {"n": n}), n
+    for n in (SAFE + 1, -SAFE - 1, 3 * 10**40):  # a model sampling digits must stop
+        assert not accepts(schema, {"n": n}), n
+
+
+def test_an_integer_keeps_the_bounds_it_states() -> None:
+    schema = {"type": "object", "properties": {
+        "small": {"type": "integer", "maximum": 9},
+        "positive": {"type": "integer", "exclusiveMinimum": 0}}}
+    props = grammar_schema(schema)["properties"]
+    assert props["small"] == {"type": "integer", "maximum": 9, "minimum": -SAFE}
+    assert props["positive"] == {"type": "integer", "exclusiveMinimum": 0, "maximum": SAFE}
+    assert accepts(schema, {"small": -4, "positive": 12})
+    assert not accepts(schema, {"small": 10}) and not accepts(schema, {"positive": 0})

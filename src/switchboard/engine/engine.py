@@ -274,7 +274,8 @@ class Engine(BeamSteps, TokenSteps, SpeculativeSteps):
         for chunk in (c for c in completed if c.draft):
             start = rows[chunk.seq]
             try:
-                self._verify(chunk.seq, chunk.draft, logits[start : start + 1 + len(chunk.draft)])
+                self._verify(chunk.seq, chunk.draft, logits[start : start + 1 + len(chunk.draft)],
+                             chunk.draft_forced)
             except Exception as exc:  # noqa: BLE001 - this sequence's own failure
                 self._fail_sequence(chunk.seq, exc)
         groups = {id(c.seq.group): c.seq.group for c in completed if c.seq.group is not None}

@@ -69,6 +69,9 @@ class ModelLoadError(RuntimeError):
     pass
 
 
+SAMPLING_KEYS = ("temp", "top_k", "top_p", "min_p")
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     path: Path
@@ -79,6 +82,9 @@ class ModelInfo:
     eos_token: str
     description: str
     size_bytes: int
+    # the sampling defaults the GGUF's author recommends (``general.sampling.*``: temp, top_k,
+    # top_p, min_p), as llama.cpp reads them; empty when the file names none
+    sampling: dict[str, float]
 
 
 class _Batch:
@@ -180,7 +186,19 @@ class LlamaModel:
             eos_token=self._special_text(llama_cpp.llama_vocab_eos(self._vocab)),
             description=desc.value.decode("utf-8", "replace"),
             size_bytes=path.stat().st_size,
+            sampling={name: value for name in SAMPLING_KEYS
+                      if (value := self._meta_number(f"general.sampling.{name}")) is not None},
         )
+
+    def _meta_number(self, key: str) -> float | None:
+        """A numeric GGUF metadata value (``None`` when absent or not a number)."""
+        buf = ctypes.create_string_buffer(64)
+        if llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf)) < 0:
+            return None
+        try:
+            return float(buf.value)
+        except ValueError:
+            return None
 
     # --- vocabulary -------------------------------------------------------------------------
     @property

@@ -52,6 +52,7 @@ class ScheduledChunk:
     n_tokens: int  # of the sequence's pending tokens
     # Speculative tokens fed after them, each with its logits row (see ``speculative``).
     draft: list[int] = field(default_factory=list)
+    draft_forced: bool = False  # the draft is the tokens the grammar forces (not a guess)
 
     @property
     def completes(self) -> bool:

@@ -21,6 +21,12 @@ extra positions cost more than the tokens they save); in a unified KV pool at mo
 Sampled requests never speculate: the rejection rule would keep their distribution, but not
 the draws a seeded request makes whatever else shares the batch.
 
+**Forced drafts**: a greedy sequence whose grammar forces its next tokens (fast-forward, see
+``token_steps``) drafts exactly those, at any batch size, instead of taking them unchecked: the
+grammar's split of forced text (``":"``) is not always the one the model would choose (``":``
+then ``"``), and only a verified draft gives the output of a sequence decoded token by token.
+They count as fast-forward, not in the speculative metrics.
+
 **Verification** (``_verify``): the pass returns the logits at the sampled token and at each
 drafted one. Row ``j`` is chosen from exactly as a decode step would choose (same logit
 processors, penalties, grammar and logprobs, with the state after the tokens before it); while
@@ -79,6 +85,7 @@ class SpeculativeSteps:
     speculative_max_batch: int
     speculative_max_draft: int
     unified_kv: bool
+    fast_forward: bool
 
     def _choose(self, seqs: list[Sequence], logits: np.ndarray
                 ) -> tuple[list[int], list[np.ndarray | None]]:
@@ -99,11 +106,13 @@ class SpeculativeSteps:
         return seq.group is None and seq.params.greedy
 
     def _add_drafts(self, chunks: list[ScheduledChunk]) -> None:
-        """Give the step's eligible decodes a draft each, within the step's token budget and
-        the free KV cells."""
+        """Give the step's eligible decodes a draft each (the tokens their grammar forces, else
+        a prompt-lookup guess), within the step's token budget and the free KV cells."""
         decodes = [c for c in chunks if c.seq.decoding]
-        if not self.speculative or not self.model.flash_attn or not decodes \
-                or len(decodes) > self.speculative_max_batch:
+        if not self.model.flash_attn or not decodes:
+            return
+        guesses = self.speculative and len(decodes) <= self.speculative_max_batch
+        if not guesses and not self.fast_forward:
             return
         fed = sum(c.n_fed for c in chunks)
         budget = self.scheduler.token_budget - fed
@@ -118,19 +127,27 @@ class SpeculativeSteps:
             if chunk.n_tokens != 1 or seq.n_pending != 1 or not self._speculates(seq):
                 continue
             room = min(budget, free, seq.max_new_tokens - seq.n_generated)
-            draft = propose(seq.tokens, min(room, seq.drafts.length(self.speculative_max_draft)))
-            if draft and seq.constraint is not None:
-                draft = draft[: seq.constraint.valid_prefix(draft)]
+            draft: list[int] = []
+            if self.fast_forward and seq.constraint is not None:
+                draft = seq.constraint.forced()[:room]
+                chunk.draft_forced = bool(draft)
+            if not draft and guesses:
+                draft = propose(seq.tokens,
+                                min(room, seq.drafts.length(self.speculative_max_draft)))
+                if draft and seq.constraint is not None:
+                    draft = draft[: seq.constraint.valid_prefix(draft)]
             if draft:
                 chunk.draft = draft
                 budget -= len(draft)
                 free -= len(draft)
                 multi_token = True
 
-    def _verify(self, seq: Sequence, draft: list[int], rows: np.ndarray) -> None:
+    def _verify(self, seq: Sequence, draft: list[int], rows: np.ndarray,
+                forced: bool = False) -> None:
         """Take the longest prefix of ``draft`` the model agrees with, and the model's own
         token after it (``rows[j]``: the logits after the sampled token and ``draft[:j]``; its
-        ``n_past`` already counts the sampled token, not the draft)."""
+        ``n_past`` already counts the sampled token, not the draft; ``forced``: the draft is
+        what the grammar forces, not counted as speculation)."""
         out = StepOutput()
         reason: str | None = None
         accepted = 0
@@ -148,6 +165,7 @@ class SpeculativeSteps:
             reason, forced = self._take_and_forced(seq, token, lp, out)
             if reason is not None or forced or not hit:
                 break
-        seq.drafts.record(len(draft), accepted)
+        if not forced:
+            seq.drafts.record(len(draft), accepted)
         self.model.forget(seq.seq_id, seq.n_past)  # the rejected draft tokens' cells
         self._conclude(seq, reason, out)

@@ -10,6 +10,11 @@ strings, ``max_tokens``); the first that ends the sequence drops the forced toke
 
 Fast-forward is off for requests that report logprobs or a cumulative logprob (a forced token has
 no sampled distribution) and for beam search; ``EngineConfig.fast_forward`` turns it off for all.
+Greedy sequences do not take forced tokens unchecked: the grammar's split of the forced text is
+not always the model's, and a greedy output must not depend on fast-forward. With flash
+attention they draft the forced tokens and keep those the model agrees with (``speculative``:
+the same pass, exact); without it, where a token read among others gets other numbers than one
+read alone, they decode one token per pass.
 These steps are a part of ``Engine`` kept in a module of their own.
 """
 
@@ -69,7 +74,7 @@ class TokenSteps:
         p = seq.params
         return (
             self.fast_forward and seq.constraint is not None and seq.group is None
-            and not p.logprobs and not p.cumulative_logprob
+            and not p.logprobs and not p.cumulative_logprob and not p.greedy
         )
 
     def _take(

@@ -19,6 +19,7 @@ from switchboard.engine.weights import prepare_weights
 from switchboard.errors import ModelNotFound, ModelsLoading
 from switchboard.protocol.gateway_section import LOCAL_KIND
 from switchboard.serving.deployments import LocalDeployment
+from switchboard.serving.params import SamplingDefaults
 from switchboard.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class LocalModel:
     engine: Engine
     template: ChatTemplate
     fingerprint: str
+    sampling_defaults: SamplingDefaults
 
     @property
     def context_length(self) -> int:
@@ -129,6 +131,7 @@ class ModelCatalog:
             engine=engine,
             template=template,
             fingerprint="fp_" + digest.hexdigest()[:10],
+            sampling_defaults=SamplingDefaults.resolve(settings, info.sampling),
         )
 
     def get(self, deployment_id: str | None) -> LocalModel:

@@ -163,7 +163,7 @@ class ChatService:
             metrics=self.metrics, raw=prepared.raw,
         )
         tokens, constraints = prepared.tokens, prepared.constraints
-        params = sampling_params(req, self.default_max_tokens)
+        params = sampling_params(req, self.default_max_tokens, model.sampling_defaults)
         beam = beam_params(req)
         if beam is not None:  # one search; its n outputs are told apart by ``out.choice``
             jobs = [(None, GenerationRequest(tokens, params, beam=beam, lane=lane,

@@ -16,7 +16,7 @@ from llguidance.gbnf_to_lark import any_to_lark
 
 from switchboard.errors import Unsupported
 from switchboard.protocol.chat import ChatCompletionRequest
-from switchboard.serving.json_schema import closed_objects
+from switchboard.serving.json_schema import grammar_schema
 
 # Compact JSON (no free whitespace): small models otherwise loop on spaces and newlines.
 JSON_OPTIONS: llguidance.JsonCompileOptions = {
@@ -80,7 +80,7 @@ def _compile(param: str, kind: str, value: Any) -> str:
                 raise ValueError("a JSON Schema must be an object")
             # Undeclared properties are refused unless the schema allows them (see json_schema).
             return llguidance.LLMatcher.grammar_from_json_schema(
-                closed_objects(schema), defaults=JSON_OPTIONS
+                grammar_schema(schema), defaults=JSON_OPTIONS
             )
         if kind == "regex":  # \d, \w, \s mean ASCII, as in Python and JavaScript
             lark = "start: /" + llguidance.regex_to_lark(value, "dws") + "/"

@@ -1,4 +1,6 @@
-"""JSON Schemas closed to undeclared properties, as vLLM (xgrammar) and llama.cpp compile them.
+"""JSON Schemas as the grammar enforces them: objects closed to undeclared properties, as vLLM
+(xgrammar) and llama.cpp compile them, and integers held to the range every JSON reader keeps
+exactly.
 
 Plain JSON Schema lets an object carry any property it does not declare unless
 ``additionalProperties`` says otherwise; enforced literally, that lets a model wander into invented
@@ -13,6 +15,11 @@ nor ``unevaluatedProperties`` is compiled as if it said ``"additionalProperties"
 - ``allOf`` branches are parts of one object: the allowed names are the union of their
   ``properties`` (with ``anyOf`` / ``oneOf`` too when the object declares properties of its own).
   An object composed from a ``$ref`` branch is left open.
+
+An integer schema without ``minimum`` / ``maximum`` (or their exclusive forms) gets I-JSON's
+interoperable range (RFC 7493: ±(2**53 - 1), which JavaScript and every float64 reader keep
+exactly), as llama.cpp bounds an integer to 16 digits: unbounded, a small model sampling digits
+may never stop (``3000000…`` until ``max_tokens``).
 """
 
 from __future__ import annotations
@@ -28,11 +35,23 @@ _SCHEMA_VALUES = (
 _SCHEMA_LISTS = ("prefixItems",)
 _BRANCHES = ("allOf", "anyOf", "oneOf")
 _OPEN_KEYWORDS = ("additionalProperties", "unevaluatedProperties")
+_SAFE_INTEGER = 2**53 - 1  # I-JSON's bound (RFC 7493 section 2.2)
 
 
-def closed_objects(schema: Any) -> Any:
-    """A copy of ``schema`` in which object schemas refuse properties they do not declare."""
+def grammar_schema(schema: Any) -> Any:
+    """A copy of ``schema`` in which object schemas refuse properties they do not declare and
+    integers without bounds get I-JSON's."""
     return _close(schema, part=False)
+
+
+def _bound_integer(node: dict[str, Any]) -> None:
+    kind = node.get("type")
+    if kind != "integer" and not (isinstance(kind, list) and kind == ["integer"]):
+        return
+    if "minimum" not in node and "exclusiveMinimum" not in node:
+        node["minimum"] = -_SAFE_INTEGER
+    if "maximum" not in node and "exclusiveMaximum" not in node:
+        node["maximum"] = _SAFE_INTEGER
 
 
 def _declares(node: dict[str, Any]) -> bool:
@@ -44,6 +63,7 @@ def _close(node: Any, part: bool) -> Any:
     if not isinstance(node, dict):
         return node
     out = dict(node)
+    _bound_integer(out)
     for key in _SCHEMA_MAPS:
         if isinstance(node.get(key), dict):
             out[key] = {name: _close(sub, False) for name, sub in node[key].items()}

@@ -6,7 +6,8 @@ nothing is silently dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from switchboard.engine.beam import BeamSearchParams
@@ -14,6 +15,7 @@ from switchboard.engine.request import SamplingParams
 from switchboard.errors import Unsupported
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.protocol.messages import AudioPart, FilePart, ImagePart, text_of
+from switchboard.settings import Settings
 
 
 def _fail(param: str, why: str) -> None:
@@ -103,16 +105,45 @@ def beam_params(req: ChatCompletionRequest) -> BeamSearchParams | None:
     )
 
 
-def sampling_params(req: ChatCompletionRequest, default_max_tokens: int | None) -> SamplingParams:
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """What a local model samples with where a request leaves a field out: llama.cpp's server
+    defaults, unless the GGUF names its own (``general.sampling.*``) or the server's settings
+    do (``default_temperature`` ...). A small model drawing from its whole distribution at
+    temperature 1 wanders off into a string it never closes; these keep its tail out."""
+
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+
+    @classmethod
+    def resolve(cls, settings: Settings, gguf: Mapping[str, float]) -> SamplingDefaults:
+        """Settings first, then the GGUF's metadata, then llama.cpp's defaults."""
+        base = cls()
+
+        def pick(setting: float | None, key: str, default: float) -> float:
+            return setting if setting is not None else gguf.get(key, default)
+
+        return cls(
+            temperature=pick(settings.default_temperature, "temp", base.temperature),
+            top_p=pick(settings.default_top_p, "top_p", base.top_p),
+            top_k=int(pick(settings.default_top_k, "top_k", base.top_k)),
+            min_p=pick(settings.default_min_p, "min_p", base.min_p),
+        )
+
+
+def sampling_params(req: ChatCompletionRequest, default_max_tokens: int | None,
+                    defaults: SamplingDefaults) -> SamplingParams:
     bias: dict[int, float] = {int(k): float(v) for k, v in (req.logit_bias or {}).items()}
-    top_k = req.top_k if req.top_k and req.top_k > 0 else 0
+    if req.use_beam_search:  # beams keep the most likely continuations, whatever the defaults
+        defaults = SamplingDefaults(temperature=0.0, top_p=1.0, top_k=0, min_p=0.0)
+    top_k = defaults.top_k if req.top_k is None else req.top_k
     return SamplingParams(
-        temperature=0.0 if req.use_beam_search else (
-            1.0 if req.temperature is None else req.temperature
-        ),
-        top_p=1.0 if req.top_p is None else req.top_p,
-        top_k=top_k,
-        min_p=req.min_p or 0.0,
+        temperature=defaults.temperature if req.temperature is None else req.temperature,
+        top_p=defaults.top_p if req.top_p is None else req.top_p,
+        top_k=max(top_k, 0),
+        min_p=defaults.min_p if req.min_p is None else req.min_p,
         frequency_penalty=req.frequency_penalty or 0.0,
         presence_penalty=req.presence_penalty or 0.0,
         repetition_penalty=req.repetition_penalty or 1.0,

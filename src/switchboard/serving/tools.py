@@ -30,7 +30,7 @@ from switchboard.engine.template import ChatTemplate
 from switchboard.errors import Unsupported
 from switchboard.protocol.chat import ChatCompletionRequest
 from switchboard.protocol.messages import FunctionDefinition, FunctionTool, NamedToolChoice
-from switchboard.serving.json_schema import closed_objects
+from switchboard.serving.json_schema import grammar_schema
 from switchboard.serving.params import template_messages
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
@@ -117,7 +117,7 @@ def plan_tools(
         and fmt.parallel
     rules = [f'call: {" | ".join(f"call_{i}" for i in range(len(functions)))}']
     for i, f in enumerate(functions):
-        schema = closed_objects(f.parameters if f.parameters is not None else _NO_PARAMETERS)
+        schema = grammar_schema(f.parameters if f.parameters is not None else _NO_PARAMETERS)
         schema["x-guidance"] = _JSON_STYLE
         rules.append(f"call_{i}: {json.dumps(fmt.head(f.name))} args_{i} {json.dumps(fmt.tail)}")
         rules.append(f"args_{i}: %json {json.dumps(schema)}")
