@@ -103,13 +103,13 @@ def measure(args: argparse.Namespace) -> Result:
                "off": ["--kv-layout", "unified", "--no-speculative"]}
     if not args.no_default:
         servers["default"] = []
+    if args.llama_server:
+        servers["llama-server"] = []
     kinds = list(prompts(0))
     rates: dict[str, dict[str, list[float]]] = {s: {k: [] for k in kinds} for s in servers}
     seconds: dict[str, dict[str, list[float]]] = {s: {k: [] for k in kinds} for s in servers}
     drafted = {k: 0.0 for k in kinds}
     accepted = {k: 0.0 for k in kinds}
-    if args.llama_server:
-        servers["llama-server"] = []
     with contextlib.ExitStack() as stack:
         bases = {name: stack.enter_context(
             llama_server(args.llama_server, "-c", "32768") if name == "llama-server"

@@ -60,6 +60,40 @@ def test_min_p_drops_unlikely_tokens() -> None:
     assert drawn == {1, 2}
 
 
+def reference_distribution(row: np.ndarray, p: SamplingParams) -> np.ndarray:
+    """The filtered distribution computed over the whole vocabulary, rule by rule."""
+    scaled = row.astype(np.float64) / p.temperature
+    if p.top_k:
+        scaled[scaled < np.sort(scaled)[-p.top_k]] = -np.inf
+    probs = np.exp(scaled - scaled.max())
+    probs[probs < p.min_p * probs.max()] = 0.0
+    if p.top_p < 1.0:
+        order = np.argsort(-probs, kind="stable")
+        cumulative = np.cumsum(probs[order])
+        cut = int(np.searchsorted(cumulative, p.top_p * cumulative[-1])) + 1
+        probs[order[cut:]] = 0.0
+    return probs / probs.sum()
+
+
+@pytest.mark.parametrize("params", [
+    {"temperature": 0.8, "top_p": 0.95, "top_k": 40, "min_p": 0.05},  # llama.cpp's defaults
+    {"temperature": 1.3, "top_k": 7},
+    {"temperature": 0.6, "min_p": 0.1},
+    {"temperature": 1.0, "top_k": 12, "top_p": 0.7},
+])
+def test_narrowed_draws_follow_the_whole_vocabulary_rules(params: dict[str, float]) -> None:
+    """Top-k and min-p draw among their survivors only: the frequencies over 20,000 draws
+    match the distribution the rules give over the whole vocabulary (total variation)."""
+    sampler = Sampler(V, eog_token_ids=[])
+    x = logits(seed=11) * 2.0
+    s = seq(seed=21, **params)
+    expected = reference_distribution(x[0], s.params)
+    draws = np.array([sampler.sample(x.copy(), [s])[0] for _ in range(20_000)])
+    observed = np.bincount(draws, minlength=V) / len(draws)
+    assert set(np.flatnonzero(observed)) <= set(np.flatnonzero(expected))
+    assert 0.5 * np.abs(observed - expected).sum() < 0.02
+
+
 def test_logit_bias_forces_and_bans_tokens() -> None:
     sampler = Sampler(V, eog_token_ids=[])
     x = logits()

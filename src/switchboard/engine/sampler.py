@@ -100,30 +100,56 @@ class Sampler:
     def _draw(self, seqs: list[SequenceSampling], logits: np.ndarray) -> np.ndarray:
         temps = np.array([s.params.temperature for s in seqs], dtype=np.float32)
         scaled = np.divide(logits, temps[:, None], out=logits)
-        for row, seq in zip(scaled, seqs):
-            k = seq.params.top_k
-            if 0 < k < self.n_vocab:
-                kth = np.partition(row, -k)[-k]
-                row[row < kth] = _NEG_INF
         peak = scaled.max(axis=1, keepdims=True)
         if np.isnan(peak).any() or (peak == np.inf).any():
             raise NonFiniteScores()
-        scaled -= peak
-        probs = np.exp(scaled, out=scaled)  # unnormalized: every rule below is scale-free
-        min_p = np.array([s.params.min_p for s in seqs])
-        if min_p.any():
-            probs[probs < (min_p * probs.max(axis=1))[:, None]] = 0.0
         u = np.array([s.rng.random() for s in seqs])  # one draw per sequence per step
         out = np.empty(len(seqs), dtype=np.int64)
-        nucleus = np.array([s.params.top_p < 1.0 for s in seqs])
-        for i in np.flatnonzero(nucleus):
-            out[i] = self._draw_top_p(probs[i], seqs[i].params.top_p, u[i])
+        narrowed = np.array([self._narrows(s.params) for s in seqs], dtype=bool)
+        for i in np.flatnonzero(narrowed):  # top-k / min-p: a few candidates, drawn among
+            out[i] = self._draw_candidates(scaled[i], float(peak[i, 0]), seqs[i].params, u[i])
+        rest = np.flatnonzero(~narrowed)
+        if not len(rest):
+            return out
+        probs = scaled[rest]
+        probs -= peak[rest]
+        probs = np.exp(probs, out=probs)  # unnormalized: every rule below is scale-free
+        nucleus = np.array([seqs[i].params.top_p < 1.0 for i in rest], dtype=bool)
+        for j in np.flatnonzero(nucleus):
+            out[rest[j]] = self._draw_top_p(probs[j], seqs[rest[j]].params.top_p, u[rest[j]])
         plain = np.flatnonzero(~nucleus)
-        if len(plain) == len(seqs):
-            out[:] = self._inverse_cdf(probs, u)
+        if len(plain) == len(rest):
+            out[rest] = self._inverse_cdf(probs, u[rest])
         elif len(plain):
-            out[plain] = self._inverse_cdf(probs[plain], u[plain])
+            out[rest[plain]] = self._inverse_cdf(probs[plain], u[rest[plain]])
         return out
+
+    def _narrows(self, p: SamplingParams) -> bool:
+        """Whether top-k or min-p leave a short list of candidates to draw among."""
+        return 0 < p.top_k <= _TOP_P_CANDIDATES or p.min_p > 0.0
+
+    def _draw_candidates(self, row: np.ndarray, peak: float, p: SamplingParams,
+                         u: float) -> int:
+        """Draw from one scaled row where top-k and / or min-p keep few tokens: the same
+        distribution as filtering the whole vocabulary, computed on the survivors only (min-p
+        keeps scores within ``log(min_p)`` of the best, top-k the ``k`` best, then top-p the
+        most likely of those holding ``top_p`` of their mass)."""
+        ids = np.flatnonzero(row >= peak + np.log(p.min_p)) if p.min_p > 0.0 else None
+        k = p.top_k
+        if 0 < k < self.n_vocab and (ids is None or len(ids) > k):
+            if ids is None:
+                ids = np.argpartition(row, -k)[-k:]
+            else:
+                ids = ids[np.argpartition(row[ids], -k)[-k:]]
+        assert ids is not None
+        ids = ids[np.argsort(-row[ids], kind="stable")]  # best first
+        probs = np.exp(row[ids] - peak)
+        cumulative = np.cumsum(probs)
+        if p.top_p < 1.0:
+            cut = int(np.searchsorted(cumulative, p.top_p * cumulative[-1])) + 1
+            cumulative = cumulative[:cut]
+        index = int(np.searchsorted(cumulative, u * cumulative[-1], side="right"))
+        return int(ids[min(index, len(cumulative) - 1)])
 
     def _inverse_cdf(self, probs: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Token whose cumulative probability first exceeds ``u`` (per row), in two levels:
