@@ -69,9 +69,11 @@ class Settings(BaseSettings):
     config: Path | None = Field(default=None, description="YAML config file.")
 
     # Engine
-    weights: Literal["q8_0", "original"] = Field(
+    weights: Literal["q8_0", "original", "auto"] = Field(
         default="q8_0",
-        description="Serve the GGUF requantized to Q8_0 (converted once, cached) or as shipped.",
+        description="Serve the GGUF requantized to Q8_0 (converted once, cached), as shipped, "
+        "or auto: whichever of the two decodes faster on this machine (one stream and 16 "
+        "timed once at the first start, the verdict cached).",
     )
     flash_attn: bool | None = Field(
         default=None,

@@ -15,6 +15,7 @@ from switchboard import __version__
 from switchboard.engine import ChatTemplate, Engine, EngineConfig, LlamaModel
 from switchboard.engine.embedded import embedded_model_path
 from switchboard.engine.kernel_probe import extra_buffers_run
+from switchboard.engine.weight_choice import choose_weights
 from switchboard.engine.weights import prepare_weights
 from switchboard.errors import ModelNotFound, ModelsLoading
 from switchboard.protocol.gateway_section import LOCAL_KIND
@@ -40,6 +41,16 @@ class LocalModel:
     @property
     def context_length(self) -> int:
         return self.engine.context_limit
+
+
+def _weights_path(settings: Settings, source: Path) -> Path:
+    """The file to load for ``source`` in the configured format (``auto``: the faster here)."""
+    cache, threads = settings.cache_dir, settings.threads
+    if settings.weights != "auto":
+        return prepare_weights(source, settings.weights, cache, threads)
+    candidates = list(dict.fromkeys([prepare_weights(source, "q8_0", cache, threads), source]))
+    generic = not all(extra_buffers_run(p, cache) for p in candidates)
+    return choose_weights(candidates, cache, threads, extra_buffers=not generic)
 
 
 class ModelCatalog:
@@ -93,7 +104,7 @@ class ModelCatalog:
     def _load_local(
         settings: Settings, source: Path, public_id: str, reserved: tuple[tuple[str, int], ...]
     ) -> LocalModel:
-        path = prepare_weights(source, settings.weights, settings.cache_dir, settings.threads)
+        path = _weights_path(settings, source)
         config = EngineConfig(
             max_sequences=settings.max_sequences,
             max_queue=settings.max_queue,
