@@ -129,6 +129,12 @@ class Settings(BaseSettings):
         "(temperature 0 or top_k 1), never beam search; needs flash attention (see flash_attn).",
         json_schema_extra={"flag": "--speculative"},
     )
+    draft_model: Path | None = Field(
+        default=None,
+        description="A smaller GGUF with the served model's vocabulary whose greedy guesses "
+        "speculating requests verify, instead of prompt lookups (same rules: greedy requests, "
+        "flash attention).",
+    )
     speculative_max_batch: int = Field(
         default=4, ge=1, le=128,
         description="Speculate only in engine steps where at most this many sequences decode "

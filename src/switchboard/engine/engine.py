@@ -28,6 +28,7 @@ import numpy as np
 from switchboard.engine.beam import BeamState
 from switchboard.engine.beam_steps import BeamSteps
 from switchboard.engine.constraint import GrammarVocabulary, mask_rows
+from switchboard.engine.draft_model import DraftModel
 from switchboard.engine.model import LlamaModel
 from switchboard.engine.prompt_logprobs import prompt_rows, read_prompt_rows
 from switchboard.engine.request import (
@@ -86,8 +87,12 @@ class SequenceHandle:
 
 
 class Engine(BeamSteps, TokenSteps, SpeculativeSteps):
-    def __init__(self, model: LlamaModel, config: EngineConfig) -> None:
+    def __init__(self, model: LlamaModel, config: EngineConfig,
+                 draft: LlamaModel | None = None) -> None:
+        """``draft``: a smaller model with the same vocabulary whose guesses speculating
+        sequences verify (``draft_model``), instead of prompt lookups."""
         self.model = model
+        self.draft_model = DraftModel(draft, model) if draft is not None else None
         self.config = config
         self.context_limit = min(model.n_ctx_seq, model.n_ctx_train or model.n_ctx_seq)
         self.sampler = Sampler(model.n_vocab, model.eog_token_ids)
@@ -169,6 +174,8 @@ class Engine(BeamSteps, TokenSteps, SpeculativeSteps):
         self._inbox.put(("stop", None))
         self._thread.join(timeout=10)
         self.model.close()
+        if self.draft_model is not None:
+            self.draft_model.model.close()
 
     # --- engine thread -----------------------------------------------------------------------
     def _run(self) -> None:

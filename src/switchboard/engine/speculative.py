@@ -5,9 +5,10 @@ context, feed them in the pass that feeds its sampled token, keep those the mode
 ``NGRAM_MAX`` down to ``NGRAM_MIN`` tokens, that occurred earlier in them; the draft is what
 followed its most recent earlier occurrence. Quoting, rewriting a JSON object or editing code
 repeats long stretches of the context, so those drafts hold; free text seldom matches a 2-gram
-and then drafts nothing. The draft's length follows the sequence's recent acceptance rate
-(``DraftStats``: 1 to ``EngineConfig.speculative_max_draft`` tokens), cut at ``max_tokens`` and
-at the first token its grammar rejects.
+and then drafts nothing. With a draft model (``--draft-model``, ``draft_model``) its greedy
+guesses are the drafts instead, verified the same way. The draft's length follows the
+sequence's recent acceptance rate (``DraftStats``: 1 to ``EngineConfig.speculative_max_draft``
+tokens), cut at ``max_tokens`` and at the first token its grammar rejects.
 
 **Only with flash attention**: llama.cpp's attention without it gives a token read alone (a
 decode) other numbers than the same token read among others (a draft's rows), enough to change
@@ -41,12 +42,17 @@ These steps are a part of ``Engine`` kept in a module of their own.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
+from switchboard.engine.draft_model import DraftModel
 from switchboard.engine.model import LlamaModel
 from switchboard.engine.request import StepOutput, TokenLogprob
 from switchboard.engine.scheduler import ScheduledChunk, Scheduler
 from switchboard.engine.sequence import Sequence
+
+log = logging.getLogger(__name__)
 
 NGRAM_MAX = 4  # the longest suffix looked up
 NGRAM_MIN = 2  # a single repeated token predicts little (a quote mark, a newline)
@@ -86,6 +92,7 @@ class SpeculativeSteps:
     speculative_max_draft: int
     unified_kv: bool
     fast_forward: bool
+    draft_model: DraftModel | None
 
     def _choose(self, seqs: list[Sequence], logits: np.ndarray
                 ) -> tuple[list[int], list[np.ndarray | None]]:
@@ -100,6 +107,18 @@ class SpeculativeSteps:
 
     def _conclude(self, seq: Sequence, reason: str | None, out: StepOutput) -> None:
         raise NotImplementedError
+
+    def _guess(self, seq: Sequence, k: int) -> list[int]:
+        """A draft of up to ``k`` tokens: the draft model's, else a prompt lookup's."""
+        if self.draft_model is None:
+            return propose(seq.tokens, k)
+        try:
+            return self.draft_model.propose(seq, k)
+        except Exception:  # a draft is only a guess: without one the step goes on as usual
+            log.warning("the draft model failed; this step decodes without a draft",
+                        exc_info=True)
+            self.draft_model.forget(seq)
+            return []
 
     @staticmethod
     def _speculates(seq: Sequence) -> bool:
@@ -132,8 +151,7 @@ class SpeculativeSteps:
                 draft = seq.constraint.forced()[:room]
                 chunk.draft_forced = bool(draft)
             if not draft and guesses:
-                draft = propose(seq.tokens,
-                                min(room, seq.drafts.length(self.speculative_max_draft)))
+                draft = self._guess(seq, min(room, seq.drafts.length(self.speculative_max_draft)))
                 if draft and seq.constraint is not None:
                     draft = draft[: seq.constraint.valid_prefix(draft)]
             if draft:

@@ -125,7 +125,20 @@ class ModelCatalog:
             unified_kv=not config.kv_streams,
             extra_buffers=extra_buffers_run(path, settings.cache_dir),
         )
-        engine = Engine(llama, config)
+        draft = None
+        if settings.draft_model is not None:  # guesses only: loaded as given, read in one pool
+            draft = LlamaModel(settings.draft_model, n_ctx=llama.n_ctx,
+                               n_seq_max=config.sequence_ids, n_threads=settings.threads,
+                               flash_attn=True, unified_kv=True)
+            log.info("draft model %s guesses for speculating requests",
+                     settings.draft_model.name)
+        try:
+            engine = Engine(llama, config, draft)
+        except Exception:
+            for loaded in (llama, draft):
+                if loaded is not None:
+                    loaded.close()
+            raise
         log.info(
             "engine for %s: %d sequences, %s KV cache (%d tokens per request), flash attention "
             "%s, prefix cache %s, %d tokens per step", path.name, config.max_sequences,
