@@ -3,6 +3,7 @@ against off, rounds alternated between servers, medians.
 
     python bench/speculative.py [--rounds 3] [--tokens 128] [--no-default]
     python bench/speculative.py --llama-server path/to/llama-server   # llama.cpp's own, too
+    python bench/speculative.py --draft-model small.gguf   # a draft model's guesses, too
 
 Workloads (all greedy, ``max_tokens`` tokens streamed): ``quote`` answers with quotes from a
 document of about 1,000 tokens; ``json`` rewrites a JSON object with one field changed; ``code``
@@ -10,10 +11,12 @@ edits a 60-line Python file; ``chat`` is free chat on a unique question each tim
 end-of-sequence banned. Servers: ``on`` (``--kv-layout unified --speculative``: flash attention
 is on by default there, which speculation needs), ``off`` (``--kv-layout unified
 --no-speculative``) and, unless ``--no-default``, ``default`` (the default per-sequence layout
-without flash attention, where nothing speculates). With ``--llama-server`` llama.cpp's own
-server (``-np 16 -c 32768``: 2,048 tokens a slot, as the engine's default streams) is measured
-too, and each Switchboard server's decode tok/s is given as a ratio to it. The figures: decode
-tok/s after the first token, request seconds, and for ``on`` the drafted and accepted tokens
+without flash attention, where nothing speculates); with ``--draft-model GGUF``, ``draft``
+(``on`` with that draft model guessing instead of prompt lookups). With ``--llama-server``
+llama.cpp's own server (``-np 16 -c 32768``: 2,048 tokens a slot, as the engine's default
+streams) is measured too, and each Switchboard server's decode tok/s is given as a ratio to it.
+The figures: decode tok/s after the first token, request seconds, and for ``on`` and ``draft``
+the drafted and accepted tokens
 (from ``/metrics``) and the acceptance rate.
 """
 
@@ -30,6 +33,7 @@ import httpx
 from common import EOG_BAN, Result, bench_parser, run_benchmark, stream_once, switchboard
 from concurrency import MODEL, llama_server
 
+SPECULATING = ("on", "draft")  # the servers whose /metrics count drafts
 TOPICS = ["harbour", "granary", "observatory", "library", "railway", "orchard", "foundry",
           "market", "bridge", "school"]
 
@@ -95,6 +99,8 @@ def main() -> None:
                         help="leave out the default server (no flash attention, no speculation)")
     parser.add_argument("--llama-server", metavar="BINARY",
                         help="also measure llama.cpp's own server (a llama-server binary)")
+    parser.add_argument("--draft-model", metavar="GGUF",
+                        help="also measure a server speculating with this draft model")
     run_benchmark(parser, measure)
 
 
@@ -103,13 +109,15 @@ def measure(args: argparse.Namespace) -> Result:
                "off": ["--kv-layout", "unified", "--no-speculative"]}
     if not args.no_default:
         servers["default"] = []
+    if args.draft_model:
+        servers["draft"] = ["--kv-layout", "unified", "--draft-model", args.draft_model]
     if args.llama_server:
         servers["llama-server"] = []
     kinds = list(prompts(0))
     rates: dict[str, dict[str, list[float]]] = {s: {k: [] for k in kinds} for s in servers}
     seconds: dict[str, dict[str, list[float]]] = {s: {k: [] for k in kinds} for s in servers}
-    drafted = {k: 0.0 for k in kinds}
-    accepted = {k: 0.0 for k in kinds}
+    drafted = {s: {k: 0.0 for k in kinds} for s in SPECULATING}
+    accepted = {s: {k: 0.0 for k in kinds} for s in SPECULATING}
     with contextlib.ExitStack() as stack:
         bases = {name: stack.enter_context(
             llama_server(args.llama_server, "-c", "32768") if name == "llama-server"
@@ -122,16 +130,16 @@ def measure(args: argparse.Namespace) -> Result:
                     body["logit_bias"] = EOG_BAN
                 order = list(servers) if round_no % 2 else list(reversed(servers))
                 for name in order:
-                    before = spec_counts(bases[name]) if name == "on" else (0.0, 0.0)
+                    before = spec_counts(bases[name]) if name in SPECULATING else (0.0, 0.0)
                     t = stream_once(bases[name], body)
                     if round_no == 0:
                         continue
                     rates[name][kind].append((t.tokens - 1) / max(1e-9, t.total - t.ttft))
                     seconds[name][kind].append(t.total)
-                    if name == "on":
+                    if name in SPECULATING:
                         after = spec_counts(bases[name])
-                        drafted[kind] += after[0] - before[0]
-                        accepted[kind] += after[1] - before[1]
+                        drafted[name][kind] += after[0] - before[0]
+                        accepted[name][kind] += after[1] - before[1]
     result: Result = {"tokens": args.tokens, "rounds": args.rounds, "workloads": {}}
     print("| workload | server | decode tok/s | request s | drafted | accepted | acceptance |")
     print("|---|---|---|---|---|---|---|")
@@ -142,11 +150,11 @@ def measure(args: argparse.Namespace) -> Result:
             secs = statistics.median(seconds[name][kind])
             row[name] = {"decode_tok_s": round(tok_s, 1), "request_s": round(secs, 2)}
             spec = ("", "", "")
-            if name == "on":
-                share = accepted[kind] / drafted[kind] if drafted[kind] else 0.0
-                row[name].update(drafted=int(drafted[kind]), accepted=int(accepted[kind]),
-                                 acceptance=round(share, 3))
-                spec = (str(int(drafted[kind])), str(int(accepted[kind])), f"{share:.0%}")
+            if name in SPECULATING:
+                d, a = drafted[name][kind], accepted[name][kind]
+                share = a / d if d else 0.0
+                row[name].update(drafted=int(d), accepted=int(a), acceptance=round(share, 3))
+                spec = (str(int(d)), str(int(a)), f"{share:.0%}")
             print(f"| {kind} | {name} | {tok_s:.1f} | {secs:.2f} | {' | '.join(spec)} |")
         row["speedup_on_vs_off"] = round(row["on"]["decode_tok_s"] / row["off"]["decode_tok_s"], 2)
         if "llama-server" in servers:

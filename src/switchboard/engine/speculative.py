@@ -126,7 +126,7 @@ class SpeculativeSteps:
 
     def _add_drafts(self, chunks: list[ScheduledChunk]) -> None:
         """Give the step's eligible decodes a draft each (the tokens their grammar forces, else
-        a prompt-lookup guess), within the step's token budget and the free KV cells."""
+        a guess: ``_guess``), within the step's token budget and the free KV cells."""
         decodes = [c for c in chunks if c.seq.decoding]
         if not self.model.flash_attn or not decodes:
             return

@@ -1,9 +1,9 @@
 """Which weight format decodes faster on this machine: a short measurement, kept with the weights.
 
 One stream reads every weight once per token, so it runs at the machine's memory bandwidth and the
-smaller file wins (the shipped 4.5-bit Q4_1 decodes one stream 1.7x faster than Q8_0 on a 2-core
-VM); 16 streams are bound by arithmetic, where Q8_0's simpler dot products win (1.3x there), and
-machines differ in how much (docs, Performance: "Where one stream's time goes"). ``weights:
+smaller file wins (the shipped 4.5-bit Q4_1 over Q8_0); 16 streams are bound by arithmetic, where
+Q8_0's simpler dot products win, and machines differ in how much (docs, Performance: "Where one
+stream's time goes"). ``weights:
 auto`` times both candidates in a child process (a llama.cpp context that computes on one thread
 slows another computing on a second, so the server's own threads never run it), one sequence
 and 16 at a time, alternated, and serves the one with the higher geometric mean of the two
