@@ -136,7 +136,7 @@ class Settings(BaseSettings):
         "flash attention).",
     )
     speculative_max_batch: int = Field(
-        default=4, ge=1, le=128,
+        default=3, ge=1, le=128,
         description="Speculate only in engine steps where at most this many sequences decode "
         "(with more, checking the drafts costs more than it saves).",
     )

@@ -60,7 +60,7 @@ class EngineConfig:
     kv_streams: bool = False  # a KV stream per sequence (the cache keeps idle streams)
     fast_forward: bool = True  # feed the tokens a grammar forces without sampling each
     speculative: bool = True  # prompt-lookup drafts for greedy sequences (see speculative)
-    speculative_max_batch: int = 4  # speculate only when at most this many sequences decode
+    speculative_max_batch: int = 3  # speculate only when at most this many sequences decode
     speculative_max_draft: int = 8  # the longest draft
 
     def __post_init__(self) -> None:
