@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 import pytest
 
 from switchboard.engine import Engine, EngineConfig, LlamaModel
 from switchboard.engine.draft_model import DraftModel, DraftVocabularyMismatch
 from switchboard.engine.embedded import embedded_model_path
 from switchboard.engine.weights import prepare_weights
+from tests.engine.collect import count_passes
 from tests.engine.test_speculative import chat, generate, submit, tokens
 
 
@@ -28,15 +28,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     draft = LlamaModel(source, n_ctx=4096, n_seq_max=config.sequence_ids, n_threads=2,
                        flash_attn=True, unified_kv=True)
     eng = Engine(model, config, draft)
-    passes = [0]
-    decode = model.decode
-
-    def counted(*args: np.ndarray) -> np.ndarray:
-        passes[0] += 1
-        return decode(*args)
-
-    model.decode = counted  # type: ignore[method-assign]
-    eng.passes = passes  # type: ignore[attr-defined]
+    eng.passes = count_passes(model)  # type: ignore[attr-defined]
     yield eng
     eng.shutdown()
 

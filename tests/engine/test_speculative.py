@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 import llama_cpp
 import llguidance
-import numpy as np
 import pytest
 
 from switchboard.engine import (
@@ -30,7 +29,7 @@ from switchboard.engine.speculative import propose
 from switchboard.engine.weights import prepare_weights
 from switchboard.serving.constraints import JSON_OPTIONS
 from tests.data.schemas import PERSON as PERSON_SCHEMA
-from tests.engine.collect import Collected
+from tests.engine.collect import Collected, count_passes
 
 DOCUMENT = (
     "The harbour office opens at seven. Ships must report their cargo before noon, and every "
@@ -66,15 +65,7 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     model = LlamaModel(path, n_ctx=4096, n_seq_max=config.sequence_ids, n_threads=2,
                        flash_attn=True, unified_kv=not streams)
     eng = Engine(model, config)
-    passes = [0]
-    decode = model.decode
-
-    def counted(*args: np.ndarray) -> np.ndarray:
-        passes[0] += 1
-        return decode(*args)
-
-    model.decode = counted  # type: ignore[method-assign]
-    eng.passes = passes  # type: ignore[attr-defined]
+    eng.passes = count_passes(model)  # type: ignore[attr-defined]
     yield eng
     eng.shutdown()
 
