@@ -126,13 +126,13 @@ class ModelCatalog:
             extra_buffers=extra_buffers_run(path, settings.cache_dir),
         )
         draft = None
-        if settings.draft_model is not None:  # guesses only: loaded as given, read in one pool
-            draft = LlamaModel(settings.draft_model, n_ctx=llama.n_ctx,
-                               n_seq_max=config.sequence_ids, n_threads=settings.threads,
-                               flash_attn=True, unified_kv=True)
-            log.info("draft model %s guesses for speculating requests",
-                     settings.draft_model.name)
         try:
+            if settings.draft_model is not None:  # guesses only: as given, read in one pool
+                draft = LlamaModel(settings.draft_model, n_ctx=llama.n_ctx,
+                                   n_seq_max=config.sequence_ids, n_threads=settings.threads,
+                                   flash_attn=True, unified_kv=True)
+                log.info("draft model %s guesses for speculating requests",
+                         settings.draft_model.name)
             engine = Engine(llama, config, draft)
         except Exception:
             for loaded in (llama, draft):
