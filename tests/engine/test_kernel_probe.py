@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from switchboard.engine import LlamaModel, kernel_probe
+from switchboard.engine import LlamaModel, kernel_probe, machine_verdicts
 from switchboard.engine.embedded import embedded_model_path
 from switchboard.engine.kernel_probe import extra_buffers_run
 
@@ -71,7 +71,7 @@ def test_the_verdict_is_kept_per_machine_and_model(tmp_path: Path,
 
     monkeypatch.setattr(kernel_probe, "amx_compiled", lambda: True)
     monkeypatch.setattr(kernel_probe.subprocess, "run", child)
-    monkeypatch.setattr(kernel_probe, "machine_identity", lambda: "cpu A")
+    monkeypatch.setattr(machine_verdicts, "machine_identity", lambda: "cpu A")
     try:
         fresh_process()
         assert kernel_probe.extra_buffers_run(model, cache) is False and len(children) == 1
@@ -79,7 +79,7 @@ def test_the_verdict_is_kept_per_machine_and_model(tmp_path: Path,
         assert kernel_probe.extra_buffers_run(model, cache) is False and len(children) == 1
         assert [p.suffix for p in cache.iterdir()] == [".json"]
 
-        monkeypatch.setattr(kernel_probe, "machine_identity", lambda: "cpu B")
+        monkeypatch.setattr(machine_verdicts, "machine_identity", lambda: "cpu B")
         outcome["returncode"] = 0
         fresh_process()
         assert kernel_probe.extra_buffers_run(model, cache) is True and len(children) == 2

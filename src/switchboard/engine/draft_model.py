@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from switchboard.engine.model import LlamaModel
+from switchboard.engine.scheduler import common_prefix
 from switchboard.engine.sequence import Sequence
 
 
@@ -46,7 +47,7 @@ class DraftModel:
             return []
         held = self._streams.get(seq_id)
         kept = held[1] if held is not None and held[0] is seq else []
-        n = min(_shared_prefix(kept, tokens), len(tokens) - 1)  # the last is read for logits
+        n = common_prefix(kept, tokens, len(tokens) - 1)  # the last is read again, for logits
         self.model.forget(seq_id, n)
         logits = self._read(seq_id, tokens[n:], n)
         kept = list(tokens)
@@ -79,10 +80,3 @@ class DraftModel:
         assert row is not None
         return row
 
-
-def _shared_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    if n == 0:
-        return 0
-    diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
-    return int(diff[0]) if len(diff) else n

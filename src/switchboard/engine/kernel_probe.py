@@ -1,15 +1,15 @@
 """Whether llama.cpp's optional CPU weight layouts (AMX, repacked) run on this machine.
 
 llama.cpp built for a CPU that advertises AMX puts matmul weights in AMX buffers. Some virtual
-machines advertise AMX in CPUID but never enable its tile state, and the first batched matmul
-then kills the process with SIGILL. A child process tries one batched decode with those buffers,
-so the server itself never does; where the child dies, the model is loaded with llama.cpp's
-generic CPU buffers instead (``use_extra_bufts = false``).
+machines advertise AMX in CPUID but never enable its tile state, and the first batched matmul then
+kills the process with SIGILL. A child process tries one batched decode with those buffers, so the
+server itself never does; where the child dies, the model is loaded with llama.cpp's generic CPU
+buffers instead (``use_extra_bufts = false``).
 
-Given a cache directory (the one converted weights are kept in), the verdict is kept there,
-keyed by the machine (CPU model and flags, the llama.cpp build) and the model file (path, size,
-modification time), so later starts on the same machine skip the child. Only a verdict the child
-gave is kept: a probe that could not run or timed out is tried again next time.
+Given a cache directory (the one converted weights are kept in), the verdict is kept there, keyed
+by the machine (``machine_verdicts``) and the model file (path, size, modification time), so later
+starts on the same machine skip the child. Only a verdict the child gave is kept: a probe that
+could not run or timed out is tried again next time.
 
 Run as ``python -m switchboard.engine.kernel_probe MODEL.gguf`` it is that child.
 """
@@ -17,16 +17,19 @@ Run as ``python -m switchboard.engine.kernel_probe MODEL.gguf`` it is that child
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
-import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import llama_cpp
+
+from switchboard.engine.machine_verdicts import (
+    file_identity,
+    keep_verdict,
+    read_verdict,
+    verdict_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,50 +41,21 @@ def amx_compiled() -> bool:
     return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
 
 
-def machine_identity() -> str:
-    """What the verdict depends on besides the model: the CPU (model name and flags, as Linux
-    reports them) and the llama.cpp build."""
-    cpu = [platform.machine(), platform.processor()]
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
-        name, _, value = line.partition(":")
-        if name.strip() in ("model name", "flags", "Features") and value.strip() not in cpu:
-            cpu.append(value.strip())
-    system = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
-    return "\n".join([*cpu, getattr(llama_cpp, "__version__", ""), system])
-
-
 def _verdict_file(path: Path, cache_dir: Path) -> Path:
-    stat = path.stat()
-    key = hashlib.sha256(
-        f"{machine_identity()}\n{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return cache_dir / f"kernel-probe.{key.hexdigest()[:16]}.json"
+    return verdict_path("kernel-probe", [file_identity(path)], cache_dir)
 
 
 def _cached_verdict(path: Path, cache_dir: Path | None) -> bool | None:
     if cache_dir is None:
         return None
-    try:
-        verdict = json.loads(_verdict_file(path, cache_dir).read_text())["extra_buffers_run"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    verdict = (read_verdict(_verdict_file(path, cache_dir)) or {}).get("extra_buffers_run")
     return verdict if isinstance(verdict, bool) else None
 
 
 def _keep_verdict(path: Path, cache_dir: Path | None, verdict: bool) -> None:
-    if cache_dir is None:
-        return
-    try:
-        target = _verdict_file(path, cache_dir)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(f".partial-{os.getpid()}")
-        partial.write_text(json.dumps({"extra_buffers_run": verdict, "model": str(path)}))
-        partial.replace(target)
-    except OSError as exc:  # a read-only cache only costs the probe next time
-        log.warning("could not keep the CPU-kernel probe's verdict in %s (%s)", cache_dir, exc)
+    if cache_dir is not None:
+        keep_verdict(_verdict_file(path, cache_dir),
+                     {"extra_buffers_run": verdict, "model": str(path)})
 
 
 @functools.cache

@@ -143,13 +143,7 @@ class Sampler:
                 ids = ids[np.argpartition(row[ids], -k)[-k:]]
         assert ids is not None
         ids = ids[np.argsort(-row[ids], kind="stable")]  # best first
-        probs = np.exp(row[ids] - peak)
-        cumulative = np.cumsum(probs)
-        if p.top_p < 1.0:
-            cut = int(np.searchsorted(cumulative, p.top_p * cumulative[-1])) + 1
-            cumulative = cumulative[:cut]
-        index = int(np.searchsorted(cumulative, u * cumulative[-1], side="right"))
-        return int(ids[min(index, len(cumulative) - 1)])
+        return _draw_sorted(ids, np.exp(row[ids] - peak), p.top_p, u)
 
     def _inverse_cdf(self, probs: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Token whose cumulative probability first exceeds ``u`` (per row), in two levels:
@@ -175,11 +169,7 @@ class Sampler:
 
     def _draw_top_p(self, probs: np.ndarray, top_p: float, u: float) -> int:
         order = self._top_p_order(probs, top_p)
-        cumulative = np.cumsum(probs[order])
-        cut = int(np.searchsorted(cumulative, top_p * probs.sum())) + 1
-        cumulative = cumulative[:cut]
-        index = int(np.searchsorted(cumulative, u * cumulative[-1], side="right"))
-        return int(order[min(index, cut - 1)])
+        return _draw_sorted(order, probs[order], top_p, u, total=float(probs.sum()))
 
     def process(self, row: np.ndarray, seq: SequenceSampling) -> None:
         """Logit processors: bias, penalties, and the end-of-sequence rules."""
@@ -212,6 +202,18 @@ class Sampler:
             if probs[best].sum() >= top_p * total:
                 return best[np.argsort(-probs[best], kind="stable")]
         return np.argsort(-probs, kind="stable")
+
+
+def _draw_sorted(ids: np.ndarray, probs: np.ndarray, top_p: float, u: float,
+                 total: float | None = None) -> int:
+    """Draw among ``ids`` (most likely first, unnormalized ``probs``), keeping the fewest that
+    hold ``top_p`` of the mass (``total``: the whole row's, when ``ids`` are not all of it)."""
+    cumulative = np.cumsum(probs)
+    if top_p < 1.0:
+        mass = cumulative[-1] if total is None else total
+        cumulative = cumulative[: int(np.searchsorted(cumulative, top_p * mass)) + 1]
+    index = int(np.searchsorted(cumulative, u * cumulative[-1], side="right"))
+    return int(ids[min(index, len(cumulative) - 1)])
 
 
 def top_logprobs(logprob_row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -3,21 +3,20 @@
 One stream reads every weight once per token, so it runs at the machine's memory bandwidth and the
 smaller file wins (the shipped 4.5-bit Q4_1 over Q8_0); 16 streams are bound by arithmetic, where
 Q8_0's simpler dot products win, and machines differ in how much (docs, Performance: "Where one
-stream's time goes"). ``weights:
-auto`` times both candidates in a child process (a llama.cpp context that computes on one thread
-slows another computing on a second, so the server's own threads never run it), one sequence
-and 16 at a time, alternated, and serves the one with the higher geometric mean of the two
-rates: neither a single user nor a busy server is given away for the other.
+stream's time goes"). ``weights: auto`` times both candidates in a child process (a llama.cpp
+context that computes on one thread slows another computing on a second, so the server's own
+threads never run it), one sequence and 16 at a time, alternated, and serves the one with the
+higher geometric mean of the two rates: neither a single user nor a busy server is given away for
+the other.
 
 The verdict is kept in the cache directory beside the converted weights, keyed by the machine
-(``kernel_probe.machine_identity``), both files and the thread count, so only the first start
-on a machine measures. Run as ``python -m switchboard.engine.weight_choice`` it is that child.
+(``machine_verdicts``), both files and the thread count, so only the first start on a machine
+measures. Run as ``python -m switchboard.engine.weight_choice`` it is that child.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -26,7 +25,12 @@ import sys
 import time
 from pathlib import Path
 
-from switchboard.engine.kernel_probe import machine_identity
+from switchboard.engine.machine_verdicts import (
+    file_identity,
+    keep_verdict,
+    read_verdict,
+    verdict_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,28 +39,19 @@ SEQUENCES = 16  # the busy case measured
 ROUNDS = 2  # alternated rounds; each rate is the best round's
 
 
-def _verdict_file(candidates: list[Path], cache_dir: Path, threads: int) -> Path:
-    files = [f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in candidates]
-    key = hashlib.sha256("\n".join([machine_identity(), str(threads), *files]).encode())
-    return cache_dir / f"weight-choice.{key.hexdigest()[:16]}.json"
-
-
 def choose_weights(candidates: list[Path], cache_dir: Path, threads: int,
                    extra_buffers: bool) -> Path:
     """The candidate GGUF (same model, other formats) that decodes faster here; the first one
     where the measurement cannot run."""
     if len(candidates) < 2:
         return candidates[0]
-    target = _verdict_file(candidates, cache_dir, threads)
-    try:
-        kept = json.loads(target.read_text())
-        chosen = Path(kept["chosen"])
-        if chosen in candidates:
-            log.info("weights: %s is the faster format here (measured once, kept in %s)",
-                     chosen.name, cache_dir)
-            return chosen
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    target = verdict_path("weight-choice", [str(threads), *map(file_identity, candidates)],
+                          cache_dir)
+    chosen = Path(str((read_verdict(target) or {}).get("chosen")))
+    if chosen in candidates:
+        log.info("weights: %s is the faster format here (measured once, kept in %s)",
+                 chosen.name, cache_dir)
+        return chosen
     rates = _measure(candidates, threads, extra_buffers)
     if rates is None:
         return candidates[0]
@@ -66,17 +61,8 @@ def choose_weights(candidates: list[Path], cache_dir: Path, threads: int,
         log.info("weights: %s decodes %.0f tok/s alone, %.0f tok/s with %d streams",
                  path.name, one, many, SEQUENCES)
     log.info("weights: serving %s, the faster format on this machine", chosen.name)
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".partial")
-        partial.write_text(json.dumps({
-            "chosen": str(chosen),
-            "rates": {str(p): {"one": one, "many": many}
-                      for p, (one, many) in zip(candidates, rates)},
-        }))
-        partial.replace(target)
-    except OSError as exc:  # a read-only cache only costs the measurement next time
-        log.warning("could not keep the weight choice in %s (%s)", cache_dir, exc)
+    keep_verdict(target, {"chosen": str(chosen), "rates": {
+        str(p): {"one": one, "many": many} for p, (one, many) in zip(candidates, rates)}})
     return chosen
 
 
