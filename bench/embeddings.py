@@ -1,8 +1,8 @@
-"""Embedding throughput in process (no HTTP): Switchboard's all-MiniLM-L6-v2 (NumPy) and, where
-sentence-transformers is installed, sentence-transformers on torch, side by side: the same texts
-(256-token chunks, short sentences), the same thread count (BLAS threads for NumPy, torch's
-threads), each in its own process, alternated round by round. Text in, unit vectors out:
-tokenization is in the time of both.
+"""Embedding throughput in process (no HTTP): Switchboard's all-MiniLM-L6-v2 (ONNX Runtime)
+and, where sentence-transformers is installed, sentence-transformers on torch, side by side:
+the same texts (256-token chunks, short sentences), the same thread count (ONNX Runtime's
+threads, torch's threads), each in its own process, alternated round by round. Text in, unit
+vectors out: tokenization is in the time of both.
 
     python bench/embeddings.py [--threads 2] [--rounds 5]
 """
@@ -10,11 +10,11 @@ tokenization is in the time of both.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import os
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import numpy as np
 
@@ -43,7 +43,7 @@ def workloads() -> dict[str, list[str]]:
 def _switchboard(threads: int) -> Encode:
     from switchboard.retrieval import SentenceEncoder
 
-    encoder = SentenceEncoder()  # BLAS threads: OPENBLAS_NUM_THREADS, set before the spawn
+    encoder = SentenceEncoder(threads=threads)
     assert all(len(ids) == 256 for ids in encoder.tokenize(workloads()["chunks_256_tokens"]))
 
     def encode(texts: list[str]) -> np.ndarray:
@@ -92,21 +92,20 @@ def contenders() -> list[str]:
 
 def measure(args: argparse.Namespace) -> Result:
     names = contenders()
-    os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)  # read by NumPy's BLAS at its load
-    spawn = multiprocessing.get_context("spawn")
-    pools = {name: spawn.Pool(1, initializer=_load, initargs=(name, args.threads))
-             for name in names}
+    # a worker that fails to load breaks its pool (BrokenProcessPool) instead of respawning
+    pools = {name: ProcessPoolExecutor(1, get_context("spawn"), initializer=_load,
+                                       initargs=(name, args.threads)) for name in names}
     rates: dict[str, dict[str, list[float]]] = {n: {w: [] for w in workloads()} for n in names}
     vectors: dict[str, dict[str, np.ndarray]] = {n: {} for n in names}
     try:
         for _ in range(args.rounds):
             for workload in workloads():
                 for name in names:
-                    rate, vectors[name][workload] = pools[name].apply(_round, (workload,))
+                    rate, vectors[name][workload] = pools[name].submit(_round, workload).result()
                     rates[name][workload].append(rate)
     finally:
         for pool in pools.values():
-            pool.terminate()
+            pool.shutdown(cancel_futures=True)
     result: Result = {"threads": args.threads, "rounds": args.rounds}
     print(f"{args.threads} threads, {args.rounds} alternated rounds, median (min-max) inputs/s")
     for workload in workloads():

@@ -1,7 +1,8 @@
 """``EmbeddingService``: the encoder, loaded in the background at start, and one worker that
 encodes off the event loop. Requests that arrive while a forward pass runs are batched together
 into the next one (up to ``MAX_BATCH_INPUTS`` inputs), so many small concurrent requests cost
-about what one request with all their inputs costs; BLAS uses every core for each pass."""
+about what one request with all their inputs costs; ONNX Runtime uses every core for each
+pass."""
 
 from __future__ import annotations
 
