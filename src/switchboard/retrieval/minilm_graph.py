@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
+from onnx import NodeProto, TensorProto, helper, numpy_helper
 
 LAYERS, HEADS, WIDTH = 6, 12, 384
 HEAD = WIDTH // HEADS
@@ -28,8 +28,8 @@ class _GraphWriter:
     back, which doubled the memory a load needs)."""
 
     def __init__(self) -> None:
-        self.nodes: list[object] = []
-        self.tensors: list[object] = []
+        self.nodes: list[NodeProto] = []
+        self.tensors: list[TensorProto] = []
         self.weights: dict[str, np.ndarray] = {}
 
     def weight(self, name: str, value: np.ndarray) -> str:
