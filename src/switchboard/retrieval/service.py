@@ -1,27 +1,41 @@
 """``EmbeddingService``: the encoder, loaded in the background at start, and one worker that
-encodes off the event loop. Requests that arrive while a forward pass runs are batched together
-into the next one (up to ``MAX_BATCH_INPUTS`` inputs), so many small concurrent requests cost
-about what one request with all their inputs costs; ONNX Runtime uses every core for each
-pass."""
+encodes off the event loop in rounds of at most ``ROUND_TOKENS`` tokens and ``MAX_ROUND_INPUTS``
+inputs, each made of the next inputs of every waiting request, an equal share each, taken in
+turn: many small concurrent requests share a round (costing about what one request with all
+their inputs costs), and a request of thousands of long inputs neither holds the encoder until it
+is done (a small request waits at most one round) nor keeps it busy once its client has gone.
+ONNX Runtime uses every core for each round's forward passes."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from switchboard.retrieval.encoder import EMBEDDING_MODEL_ID, SentenceEncoder
+from switchboard.retrieval.encoder import EMBEDDING_MODEL_ID, WIDTH, SentenceEncoder
 
 log = logging.getLogger(__name__)
 
 ALIASES = (EMBEDDING_MODEL_ID, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
-MAX_BATCH_INPUTS = 256
+MAX_ROUND_INPUTS = 256  # inputs in one round
+ROUND_TOKENS = 4_096  # tokens in one round: the most a small request waits behind
 MAX_REQUEST_TOKENS = 300_000  # OpenAI's limit for one embeddings request, all inputs together
 INLINE_TOKENIZE_CHARS = 20_000  # longer inputs are tokenized in a worker thread
 
-Pending = tuple[list[list[int]], "asyncio.Future[np.ndarray]"]
+
+@dataclass(eq=False)
+class _Job:
+    """One request's inputs, the vectors made so far and the next input to encode."""
+    ids: list[list[int]]
+    done: asyncio.Future[np.ndarray]
+    vectors: np.ndarray = field(init=False)
+    next: int = 0
+
+    def __post_init__(self) -> None:
+        self.vectors = np.empty((len(self.ids), WIDTH), dtype=np.float32)
 
 
 class EmbeddingModelLoading(RuntimeError):
@@ -36,11 +50,12 @@ class EmbeddingService:
     model_id = EMBEDDING_MODEL_ID
     aliases = ALIASES
 
-    def __init__(self) -> None:
+    def __init__(self, round_tokens: int = ROUND_TOKENS) -> None:
         self._encoder: SentenceEncoder | None = None
         self._error: Exception | None = None
         self._loaded = asyncio.Event()
-        self._pending: list[Pending] = []
+        self.round_tokens = round_tokens
+        self._jobs: list[_Job] = []  # in the order they are served next
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self.created = int(time.time())
@@ -92,36 +107,66 @@ class EmbeddingService:
             raise EmbeddingInputTooLarge(
                 f"the inputs hold {tokens_read:,} tokens; one request may hold "
                 f"{MAX_REQUEST_TOKENS:,} (each input is cut at 256)")
-        done: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._pending.append((ids, done))
+        if not ids:
+            return np.empty((0, WIDTH), dtype=np.float32), 0
+        job = _Job(ids, asyncio.get_running_loop().create_future())
+        self._jobs.append(job)
         self._wake.set()
-        return await done, tokens_read
+        return await job.done, tokens_read
 
     async def _run(self, encoder: SentenceEncoder) -> None:
-        """Encode what is waiting, as few forward passes as the batch limit allows."""
+        """Encode what is waiting, a round at a time, until nothing is."""
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._pending:
-                batch, size = [], 0
-                while self._pending and (not batch or size + len(self._pending[0][0])
-                                         <= MAX_BATCH_INPUTS):
-                    item = self._pending.pop(0)
-                    if not item[1].done():  # its client may have gone
-                        batch.append(item)
-                        size += len(item[0])
-                if not batch:
+            while self._jobs:
+                self._jobs = [job for job in self._jobs if not job.done.done()]  # clients gone
+                slices = self._next_round()
+                if not slices:
                     continue
                 try:
                     vectors = await asyncio.to_thread(
-                        encoder.encode, [ids for item in batch for ids in item[0]])
-                except Exception as exc:  # noqa: BLE001 - each waiting request gets it
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
+                        encoder.encode, [ids for job, a, b in slices for ids in job.ids[a:b]])
+                except Exception as exc:  # noqa: BLE001 - each request in the round gets it
+                    for job, _, _ in slices:
+                        if not job.done.done():
+                            job.done.set_exception(exc)
                     continue
-                start = 0
-                for ids, done in batch:
-                    if not done.done():
-                        done.set_result(vectors[start: start + len(ids)])
-                    start += len(ids)
+                row = 0
+                for job, a, b in slices:
+                    job.vectors[a:b] = vectors[row: row + b - a]
+                    row += b - a
+                    job.next = b
+                    if b == len(job.ids) and not job.done.done():
+                        job.done.set_result(job.vectors)
+                # the requests just served wait behind those that were not
+                served = {job for job, _, _ in slices}
+                self._jobs = ([job for job in self._jobs if job not in served]
+                              + [job for job in self._jobs
+                                 if job in served and job.next < len(job.ids)])
+
+    def _next_round(self) -> list[tuple[_Job, int, int]]:
+        """The next round: ``(request, first input, end)`` for each request in it. Each request
+        in turn adds its next inputs up to an equal share of ``round_tokens`` (at least one
+        input, so a request of long inputs is never stuck), until the round is full."""
+        if not self._jobs:
+            return []
+        share = max(1, self.round_tokens // len(self._jobs))
+        slices: list[tuple[_Job, int, int]] = []
+        tokens = inputs = 0
+        for job in self._jobs:
+            end = used = 0
+            for end in range(job.next, len(job.ids)):
+                size = len(job.ids[end])
+                full = inputs == MAX_ROUND_INPUTS or tokens + size > self.round_tokens
+                if ((end > job.next and used + size > share)
+                        or (full and (slices or end > job.next))):
+                    break
+                used, tokens, inputs = used + size, tokens + size, inputs + 1
+            else:
+                end = len(job.ids)
+            if end > job.next:
+                slices.append((job, job.next, end))
+            if inputs == MAX_ROUND_INPUTS or tokens >= self.round_tokens:
+                break
+        return slices
