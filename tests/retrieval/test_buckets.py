@@ -190,3 +190,20 @@ def test_embed_bucket_again_with_other_chunks(users: Users) -> None:
     assert bad.status_code == 400
     assert users.alice.post("/v2/ai/embeddings", json={"bucket_name": "rechunk"}
                             ).status_code == 404
+
+
+def test_one_keys_large_upload_does_not_hold_anothers(users: Users) -> None:
+    """Uploads are embedded by a worker per key sharing the encoder: Bob's one-line file is
+    searchable while Alice's large upload, sent first, is still being embedded."""
+    large = " ".join(f"Shelf {i} of the archive holds ledgers from the year {1700 + i}."
+                     for i in range(4_000)).encode()  # ~70,000 tokens: seconds of encoding
+    first = upload(users.alice, "archive", {"ledgers.txt": large}).json()["data"]
+    second = upload(users.bob, "memo", {"memo.txt": b"The meeting moved to Thursday."})
+    assert second.status_code == 202, second.text
+    assert wait_task(users.bob, second.json()["data"]["task_id"])["status"] == "success"
+    still = users.alice.get(f"/v2/ai/embeddings/{first['task_id']}").json()["data"]
+    assert still["status"] in ("queued", "processing"), still
+    assert "Thursday" in search(users.bob, "memo", "when is the meeting", 1)[0]["document_chunk"]
+    assert wait_task(users.alice, first["task_id"], timeout=120)["status"] == "success"
+    assert users.alice.delete("/v1/buckets/archive").status_code == 200
+    assert users.bob.delete("/v1/buckets/memo").status_code == 200

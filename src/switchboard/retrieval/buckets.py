@@ -2,9 +2,10 @@
 whose status can be polled, and similarity search over them.
 
 An upload is read and checked whole before anything is stored (a bad file fails the request and
-stores nothing); its documents and task are stored in one transaction; one background worker
-chunks and embeds them, swapping each document's chunks in atomically. Unfinished tasks are
-picked up again at start.
+stores nothing); its documents and task are stored in one transaction; a background worker per
+owner chunks and embeds its tasks in turn, swapping each document's chunks in atomically. Owners'
+workers share the encoder's rounds equally, so one key's large upload does not hold another's
+behind it. Unfinished tasks are picked up again at start.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import logging
 import re
 import secrets
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -81,17 +83,16 @@ class BucketService:
         self.repo = repo
         self.embeddings = embeddings
         self.index = VectorIndex(repo)
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._worker: asyncio.Task[None] | None = None
+        self._queues: dict[str, deque[str]] = {}  # owner → its waiting task ids
+        self._workers: dict[str, asyncio.Task[None]] = {}  # owner → the worker running them
 
     async def start(self) -> None:
         for task in await self.repo.unfinished_tasks():
-            self._queue.put_nowait(task["id"])
-        self._worker = asyncio.create_task(self._work(), name="embedding-tasks")
+            self._enqueue(task)
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        for worker in list(self._workers.values()):
+            worker.cancel()
 
     # -- buckets -------------------------------------------------------------------------------
 
@@ -148,7 +149,7 @@ class BucketService:
                 for f, kind, text in extracted]
         task = _new_task(bucket["id"], principal)
         todo = await self.repo.put_documents(bucket["id"], rows, task)
-        self._queue.put_nowait(task["id"])
+        self._enqueue(task)
         return {**task, "documents": todo, "bucket": bucket["name"]}
 
     async def rechunk(self, principal: Caller, name: str, chunk_size: int,
@@ -159,7 +160,7 @@ class BucketService:
         bucket = await self.find(principal, name)
         task = _new_task(bucket["id"], principal)
         ids = await self.repo.rechunk(bucket["id"], chunk_size, chunk_overlap, task)
-        self._queue.put_nowait(task["id"])
+        self._enqueue(task)
         return {**task, "documents": ids, "bucket": bucket["name"]}
 
     async def task(self, principal: Caller, task_id: str) -> dict[str, Any] | None:
@@ -191,16 +192,29 @@ class BucketService:
 
     # -- the worker ----------------------------------------------------------------------------
 
-    async def _work(self) -> None:
-        while True:
-            task_id = await self._queue.get()
+    def _enqueue(self, task: dict[str, Any]) -> None:
+        owner = task["owner"]
+        self._queues.setdefault(owner, deque()).append(task["id"])
+        if owner not in self._workers:
+            self._workers[owner] = asyncio.create_task(self._work(owner),
+                                                       name=f"embedding-tasks-{owner}")
+
+    async def _work(self, owner: str) -> None:
+        """Run an owner's tasks one after another, then end."""
+        queue = self._queues[owner]
+        while queue:
+            task_id = queue.popleft()
             try:
                 await self._run(task_id)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.exception("embedding task %s failed", task_id)
-                await self.repo.set_task(task_id, "failure", f"{type(exc).__name__}: {exc}")
+                try:
+                    await self.repo.set_task(task_id, "failure", f"{type(exc).__name__}: {exc}")
+                except Exception:  # the database too: the task is taken up again at start
+                    log.exception("could not record embedding task %s's failure", task_id)
+        del self._queues[owner], self._workers[owner]
 
     async def _run(self, task_id: str) -> None:
         task = await self.repo.task(task_id)
