@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -96,6 +97,38 @@ def stop_server(server: RunningServer) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+
+
+class HealthPoller:
+    """Polls ``/health`` from a thread; ``worst`` is the slowest answer seen."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            while True:  # at least one answer, however short the window
+                started = time.perf_counter()
+                assert client.get(self.base + "/health").status_code == 200
+                self.latencies.append(time.perf_counter() - started)
+                if self._stop.wait(0.01):
+                    return
+
+    def __enter__(self) -> HealthPoller:
+        self._thread.start()
+        time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def worst(self) -> float:
+        return max(self.latencies)
 
 
 def missing_service(exc: ServiceMissing) -> None:

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         description="Largest JSON request body accepted, in bytes; larger ones get a 413 "
         "request_too_large.",
     )
+    max_upload_bytes: int = Field(
+        default=128 * 1024 * 1024, ge=1024, le=2**40,
+        description="Largest document upload accepted (a multipart body, all its files "
+        "together), in bytes; larger ones get a 413 request_too_large. Each file is also at "
+        "most 50 MB.",
+    )
     config: Path | None = Field(default=None, description="YAML config file.")
 
     # Engine

@@ -4,7 +4,6 @@ answering everyone else (``/health`` polled from a thread during each request)."
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 from switchboard.http.body_limits import MAX_JSON_DEPTH, header_list, parse_json
 from switchboard.http.errors import APIError
 from switchboard.protocol.limits import MAX_CHOICES, MAX_MESSAGES
-from tests.conftest import API_KEY, RunningServer, start_server, stop_server
+from tests.conftest import API_KEY, HealthPoller, RunningServer, start_server, stop_server
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 JSON = {**AUTH, "content-type": "application/json"}
@@ -25,44 +24,13 @@ TIMEOUT = 60
 
 @pytest.fixture(scope="module")
 def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A server whose bodies may hold at most 4 MiB."""
+    """A server whose bodies may hold at most 4 MiB, and its uploads 2 MiB."""
     srv = start_server(tmp_path_factory.mktemp("limits"), "--api-key", API_KEY,
                        "--weights", "original",
-                       env={"SWITCHBOARD_MAX_REQUEST_BYTES": str(4 * 1024 * 1024)})
+                       env={"SWITCHBOARD_MAX_REQUEST_BYTES": str(4 * 1024 * 1024),
+                            "SWITCHBOARD_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024)})
     yield srv
     stop_server(srv)
-
-
-class HealthPoller:
-    """Polls ``/health`` from a thread; ``worst`` is the slowest answer seen."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.latencies: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=30) as client:
-            while True:  # at least one answer, however short the window
-                started = time.perf_counter()
-                assert client.get(self.base + "/health").status_code == 200
-                self.latencies.append(time.perf_counter() - started)
-                if self._stop.wait(0.01):
-                    return
-
-    def __enter__(self) -> HealthPoller:
-        self._thread.start()
-        time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def worst(self) -> float:
-        return max(self.latencies)
 
 
 def post_timed(url: str, body: bytes, base: str) -> tuple[httpx.Response, float, float]:
@@ -128,6 +96,37 @@ def test_a_body_over_the_size_limit_is_a_413(small_server: RunningServer) -> Non
     r = httpx.post(small_server.v1 + "/chat/completions", content=chunks(), headers=JSON,
                    timeout=TIMEOUT)
     assert (r.status_code, r.json()["error"]["code"]) == (413, "request_too_large")
+
+
+def test_a_json_body_sent_as_another_type_is_still_a_413(small_server: RunningServer) -> None:
+    body = messages_body(1, "x" * (5 * 1024 * 1024))
+    r = httpx.post(small_server.v1 + "/chat/completions", content=body,
+                   headers={**AUTH, "content-type": "text/plain"}, timeout=TIMEOUT)
+    assert (r.status_code, r.json()["error"]["code"]) == (413, "request_too_large")
+
+
+def test_an_upload_over_its_limit_is_a_413_before_any_file_is_read(
+        small_server: RunningServer) -> None:
+    """Uploads have their own bound (``max_upload_bytes``, for all files together), checked
+    as the body arrives, so a client cannot make the server hold gigabytes."""
+    url = small_server.base + "/v1/buckets/limits/documents"
+    files = [("files", (f"part{i}.txt", b"words and more words. " * 50_000)) for i in range(3)]
+    with HealthPoller(small_server.base) as health:
+        r = httpx.post(url, files=files, headers=AUTH, timeout=TIMEOUT)  # 3.3 MB in all
+    assert (r.status_code, r.json()["error"]["code"]) == (413, "request_too_large"), r.text
+    assert health.worst < 1.0, health.worst
+    request = httpx.Request("POST", url, files=files, headers=AUTH)
+    body = request.read()
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while it arrives
+        for start in range(0, len(body), 65536):
+            yield body[start:start + 65536]
+
+    headers = {**AUTH, "content-type": request.headers["content-type"]}
+    r = httpx.post(url, content=chunks(), headers=headers, timeout=TIMEOUT)
+    assert (r.status_code, r.json()["error"]["code"]) == (413, "request_too_large"), r.text
+    r = httpx.post(url, files=files[:1], headers=AUTH, timeout=TIMEOUT)  # 1.1 MB: fine
+    assert r.status_code == 202, r.text
 
 
 @pytest.mark.parametrize("field", ["metadata", "x_extra", "guided_json", "tools_parameters"])

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from switchboard.retrieval.documents import MAX_FILENAME_CHARS, DocumentError, extract_text
-from tests.retrieval.conftest import Users, upload, wait_task
+from tests.conftest import HealthPoller
+from tests.retrieval.conftest import Users, make_pdf, upload, wait_task
 
 DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
 
@@ -100,3 +101,13 @@ def test_document_with_a_slash_can_be_deleted(users: Users, path: str) -> None:
     assert [d["filename"] for d in documents(users, bucket)] == ["other.txt"]
     r = users.alice.delete(f"/v1/buckets/{bucket}/documents/{path}")
     assert r.status_code == 404 and r.json()["error"]["code"] == "document_not_found"
+
+
+def test_a_slow_pdf_is_read_off_the_event_loop(users: Users) -> None:
+    """A PDF whose text takes pypdf seconds to extract (150,000 text operators, no text):
+    ``/health`` keeps answering meanwhile, and the upload is the usual 400."""
+    pdf = make_pdf(") Tj T* (" * 150_000)
+    with HealthPoller(users.server.base) as health:
+        r = upload(users.alice, "slow", {"report.pdf": pdf})
+    assert r.status_code == 400 and "no text" in r.json()["error"]["message"], r.text
+    assert health.worst < 0.5, health.worst

@@ -4,7 +4,8 @@ Every API route is a ``CheckedRoute``. Before FastAPI validates anything, its ha
 JSON body once (FastAPI then reads that parse, nothing parses the body again; a large body is
 parsed off the event loop) and refuses, in the API's error format:
 
-- a body over ``Settings.max_request_bytes``: 413 ``request_too_large``;
+- a body over ``Settings.max_request_bytes`` (``max_upload_bytes`` for a multipart upload):
+  413 ``request_too_large``;
 - nesting deeper than ``MAX_JSON_DEPTH``: 400 ``nesting_too_deep``, ``param`` where;
 - an integer outside 64 bits, ``[-2**63, 2**64 - 1]`` (signed or unsigned, what every layer
   behind can store and serialize): 400 ``integer_out_of_range``, ``param`` where;
@@ -34,12 +35,12 @@ from fastapi.routing import APIRoute
 
 from switchboard.http.errors import APIError
 from switchboard.http.openapi import error_responses
+from switchboard.settings import Settings
 
 MAX_JSON_DEPTH = 64  # arrays and objects inside one another; the body itself is level 1
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 UINT64_MAX = 2**64 - 1
-DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 OFF_LOOP_BYTES = 256 * 1024  # bodies from this size are parsed in a worker thread
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -225,8 +226,12 @@ class CheckedRequest(Request):
     _checked: Any
 
     def _limit(self) -> int:
+        """``max_upload_bytes`` for a multipart body (document uploads), else
+        ``max_request_bytes``."""
+        name = ("max_upload_bytes" if self.headers.get("content-type", "").lower()
+                .startswith("multipart/") else "max_request_bytes")
         settings = getattr(self.app.state, "settings", None)
-        return getattr(settings, "max_request_bytes", DEFAULT_MAX_REQUEST_BYTES)
+        return getattr(settings, name, None) or Settings.model_fields[name].default
 
     async def body(self) -> bytes:
         if not hasattr(self, "_body"):
@@ -280,6 +285,10 @@ class CheckedRoute(APIRoute):
                 # Not JSON at all: FastAPI reads it again and answers with its own 422.
                 with contextlib.suppress(ValueError):
                     await request.json()
+            elif self.body_field is not None:
+                # A form or an upload: read within the size limit before any parser sees it
+                # (FastAPI's form parsing would turn the 413 into a generic 400).
+                await request.body()
             return await handle(request)
 
         return checked

@@ -72,6 +72,13 @@ def _check_chunking(chunk_size: int, chunk_overlap: int) -> None:
                             "document_chunk_overlap_size in [0, document_chunk_size)")
 
 
+def _extract_all(files: list[Upload]) -> list[tuple[Upload, str, str, str]]:
+    """Each file with its kind, its text and its checksum (DocumentError for the first bad
+    one)."""
+    return [(f, *extract_text(f.filename, f.data), hashlib.sha256(f.data).hexdigest())
+            for f in files]
+
+
 def _new_task(bucket_id: str, principal: Caller) -> dict[str, Any]:
     return {"id": "task_" + secrets.token_hex(12), "bucket_id": bucket_id,
             "owner": owner_of(principal), "status": "queued", "reason": None,
@@ -132,7 +139,7 @@ class BucketService:
         names = [f.filename for f in files]
         if len(set(names)) != len(names):
             raise DocumentError("the same filename appears twice in the upload")
-        extracted = [(f, *extract_text(f.filename, f.data)) for f in files]  # may raise
+        extracted = await asyncio.to_thread(_extract_all, files)  # may raise; PDFs take a while
         try:
             bucket = await self.find(principal, name)
         except BucketNotFound:
@@ -142,11 +149,11 @@ class BucketService:
                 bucket = await self.find(principal, name)
         now = datetime.now(UTC)
         rows = [{"id": "doc_" + secrets.token_hex(8), "bucket_id": bucket["id"],
-                 "filename": f.filename, "content_type": kind,
-                 "checksum": hashlib.sha256(f.data).hexdigest(), "size": len(f.data),
-                 "text": text, "chunk_size": chunk_size, "chunk_overlap": chunk_overlap,
-                 "status": "pending", "chunks": 0, "created_at": now}
-                for f, kind, text in extracted]
+                 "filename": f.filename, "content_type": kind, "checksum": checksum,
+                 "size": len(f.data), "text": text, "chunk_size": chunk_size,
+                 "chunk_overlap": chunk_overlap, "status": "pending", "chunks": 0,
+                 "created_at": now}
+                for f, kind, text, checksum in extracted]
         task = _new_task(bucket["id"], principal)
         todo = await self.repo.put_documents(bucket["id"], rows, task)
         self._enqueue(task)
