@@ -183,3 +183,55 @@ def test_reserved_lane_capacity_is_kept_for_its_lane() -> None:
     sched.release(shared[2], keep_cache=False)
     sched.schedule()
     assert dedicated[2] in sched.running, "the lane uses shared slots nobody else wants"
+
+
+def tenant_seq(tenant: str | None, first: int) -> Sequence:
+    req = GenerationRequest((first, 2, 3), SamplingParams(max_tokens=10), tenant=tenant)
+    return Sequence(req, lambda out: None, n_vocab=100, max_new_tokens=10)
+
+
+def test_tenants_take_turns_for_free_slots() -> None:
+    """One tenant queues six sequences before another's one: the other is admitted as soon as
+    a slot is free, not after all six; with one slot, tenants alternate."""
+    kv = FakeKV()
+    sched = Scheduler(max_sequences=2, cache_slots=0, kv_cells=1000, token_budget=64,
+                      share=kv.share, forget=kv.forget)
+    flood = [tenant_seq("a", 10 + i) for i in range(6)]
+    for seq in flood:
+        sched.add(seq)
+    sched.schedule()
+    assert sched.running == flood[:2]
+    late = tenant_seq("b", 50)
+    sched.add(late)
+    sched.release(flood[0], keep_cache=False)
+    sched.schedule()
+    assert sched.running == [flood[1], late]
+
+    single = Scheduler(max_sequences=1, cache_slots=0, kv_cells=1000, token_budget=64,
+                       share=kv.share, forget=kv.forget)
+    queued = [tenant_seq("a", 60 + i) for i in range(3)] + [tenant_seq("b", 70 + i)
+                                                             for i in range(2)]
+    for seq in queued:
+        single.add(seq)
+    order = []
+    while single.waiting or single.running:
+        single.schedule()
+        (seq,) = single.running
+        order.append(seq.request.tenant)
+        single.release(seq, keep_cache=False)
+    assert order == ["a", "b", "a", "b", "a"]
+
+
+def test_without_tenants_admission_stays_in_arrival_order() -> None:
+    kv = FakeKV()
+    sched = Scheduler(max_sequences=1, cache_slots=0, kv_cells=1000, token_budget=64,
+                      share=kv.share, forget=kv.forget)
+    queued = [tenant_seq(None, 10 + i) for i in range(4)]
+    for seq in queued:
+        sched.add(seq)
+    order = []
+    while sched.waiting or sched.running:
+        sched.schedule()
+        order.append(sched.running[0])
+        sched.release(sched.running[0], keep_cache=False)
+    assert order == queued

@@ -71,6 +71,7 @@ class GenerationRequest:
     beam: BeamSearchParams | None = None  # beam search instead of sampling: n outputs at the end
     constraint: Constraint | None = None  # grammar the output must follow (one per sequence)
     lane: str | None = None  # a dedicated deployment's name: runs in its reserved capacity
+    tenant: str | None = None  # who asked (an API key's id): admission takes turns by tenant
 
 
 # The engine's own bounds: wider than the API's, narrow enough that float32 scores stay finite.

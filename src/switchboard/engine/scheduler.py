@@ -12,6 +12,11 @@ Dedicated capacity: a lane (a dedicated deployment) may have sequences reserved;
 only by that lane, which also shares the rest with everyone. The first waiting sequence whose
 lane has room is admitted, so a full shared pool never blocks a dedicated request.
 
+Tenants take turns: waiting sequences are admitted preempted ones first, then those of the
+tenant (``GenerationRequest.tenant``, an API key) with the fewest running sequences, the tenant
+admitted least recently first among equals, in arrival order within a tenant; so a key that
+sends hundreds of requests at once does not make another key's request wait for all of them.
+
 Prefix cache: finished sequences keep their cells (least recently used first out). A new sequence
 starts from the longest prefix of its tokens already held by a running or cached sequence; the
 cells are shared (``llama_memory_seq_cp``), not copied. A sequence whose prompt another running
@@ -32,7 +37,7 @@ to running ones.
 from __future__ import annotations
 
 import itertools
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -44,6 +49,7 @@ MIN_STREAM_COPY = 16  # copy cells into a stream (not free) only to skip reading
 # than a throwaway token in each id of a gap this short, which keeps the pass whole (docs,
 # Performance: "Holes in the ids").
 MAX_GAP_FILL = 2
+MAX_TENANTS_REMEMBERED = 4096  # tenants whose last admission is kept (see _admitted)
 
 
 @dataclass
@@ -127,6 +133,8 @@ class Scheduler:
         self.cached: OrderedDict[int, Sequence] = OrderedDict()  # seq_id -> finished sequence
         n_ids = max_sequences if streams else max_sequences + cache_slots
         self._free_ids = list(range(n_ids - 1, -1, -1))
+        self._admissions = 0
+        self._last_admitted: dict[str | None, int] = {}  # tenant -> its latest admission
 
     @property
     def kv_used(self) -> int:
@@ -234,9 +242,26 @@ class Scheduler:
         groups = {id(s.group): s.group for s in self.running if s.group is not None}
         return len(self.running) + sum(len(g.reserved_ids) for g in groups.values())
 
+    def _admission_order(self) -> list[Sequence]:
+        """The waiting sequences: preempted ones (they ran before) first, then by how many
+        sequences their tenant has running, fewest first, then by when their tenant was last
+        admitted, longest ago first; arrival order otherwise."""
+        running = Counter(s.request.tenant for s in self.running)
+        last = self._last_admitted
+        return sorted(self.waiting, key=lambda s: (
+            s.scheduled_at is None, running[s.request.tenant], last.get(s.request.tenant, -1)))
+
+    def _admitted(self, seq: Sequence) -> None:
+        """Note when ``seq``'s tenant was last admitted (tenants with nothing left forgotten)."""
+        self._admissions += 1
+        self._last_admitted[seq.request.tenant] = self._admissions
+        if len(self._last_admitted) > MAX_TENANTS_REMEMBERED:
+            present = {s.request.tenant for s in (*self.waiting, *self.running)}
+            self._last_admitted = {t: n for t, n in self._last_admitted.items() if t in present}
+
     def _next_admissible(self) -> Sequence | None:
         taken = self._slots_taken()
-        for seq in self.waiting:
+        for seq in self._admission_order():
             if taken + seq.slots > self.max_sequences:
                 return None
             if self._lane_allows(seq):
@@ -273,6 +298,7 @@ class Scheduler:
                 if source.seq_id in self.cached:
                     self.cached.move_to_end(source.seq_id)
             self.running.append(seq)
+            self._admitted(seq)
 
     def _admit_to_stream(self, seq: Sequence, source: Sequence | None, shared: int) -> None:
         """Give ``seq`` a stream: a cached one it continues, a copy of a shared prefix, or a
@@ -295,6 +321,7 @@ class Scheduler:
         if seq.group is not None:
             seq.group.reserved_ids = [self._take_id() for _ in range(seq.slots - 1)]
         self.running.append(seq)
+        self._admitted(seq)
 
     def _takes_over(self, cached: Sequence, shared: int) -> bool:
         """Whether a prompt sharing ``shared`` tokens with a cached sequence takes its stream

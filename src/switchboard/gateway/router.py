@@ -152,8 +152,9 @@ class ProviderRouter:
     def route_of(self, dep: Deployment) -> ModelRoute | None:
         return next((r for r in self.config.models if dep.id in r.deployments), None)
 
-    def _call(self, request: ChatCompletionRequest, dep: Deployment) -> Call:
-        return Call(request, api_key=self._stored_key(request.api_key_ref, dep))
+    def _call(self, request: ChatCompletionRequest, dep: Deployment,
+              tenant: str | None) -> Call:
+        return Call(request, api_key=self._stored_key(request.api_key_ref, dep), tenant=tenant)
 
     def _stored_key(self, name: str | None, dep: Deployment) -> str | None:
         """The secret an ``api_key_ref`` names, if it is bound to ``dep`` (else refused)."""
@@ -194,13 +195,15 @@ class ProviderRouter:
         request: ChatCompletionRequest,
         deployment: str | None = None,
         retries: int | None = None,
+        tenant: str | None = None,
     ) -> Answer:
-        """``deployment``: only that (dedicated) one; ``retries`` overrides the model's."""
+        """``deployment``: only that (dedicated) one; ``retries`` overrides the model's;
+        ``tenant``: who asks (an API key's id), for the local engine's turns."""
         attempts = _Attempts()
         async for dep, route in self._candidates(request.model, deployment, attempts, retries,
                                                  request.api_key_ref):
             clock = RequestClock()
-            call = self._call(request, dep)
+            call = self._call(request, dep, tenant)
             result = await self._attempt(dep, attempts, dep.provider.complete(call))
             if result is None:
                 continue
@@ -253,13 +256,14 @@ class ProviderRouter:
         deployment: str | None = None,
         include_usage: bool = False,
         retries: int | None = None,
+        tenant: str | None = None,
     ) -> RoutedStream:
         """Open a stream; retries and fallbacks happen until its first event has arrived."""
         attempts = _Attempts()
         async for dep, route in self._candidates(request.model, deployment, attempts, retries,
                                                  request.api_key_ref):
             clock = RequestClock()
-            call = self._call(request, dep)
+            call = self._call(request, dep, tenant)
             self.begin(dep)
             upstream: UpstreamStream | None = None
             try:

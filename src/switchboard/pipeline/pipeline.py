@@ -157,6 +157,7 @@ class Pipeline:
             raise
         headers.update(admission.headers)
         found: Retrieval | None = None
+        tenant = caller.principal.key_id  # None: the admin key or an open server
         runs: list[ChatRun] = []  # the local runs started for it, charged if the client leaves
         clock = RequestClock()
         listed = started_runs.set(runs)  # the tasks of _until_gone start with this context
@@ -166,11 +167,11 @@ class Pipeline:
             if request.stream:  # until the first event: retries, backoffs, keep-alives
                 usage = request.include_usage if include_usage is None else include_usage
                 stream = await until_gone(self.router.stream(
-                    request, deployment, include_usage=usage, retries=retries),
+                    request, deployment, include_usage=usage, retries=retries, tenant=tenant),
                     caller.disconnected)
             else:
                 answer = await until_gone(self.router.complete(
-                    request, deployment, retries=retries), caller.disconnected)
+                    request, deployment, retries=retries, tenant=tenant), caller.disconnected)
         except Exception as exc:
             error = to_api_error(exc)
             await admission.finish(failed(error))

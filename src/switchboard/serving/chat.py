@@ -146,8 +146,10 @@ class ChatService:
         self.default_max_tokens = default_max_tokens
         self.metrics = metrics
 
-    async def start(self, req: ChatCompletionRequest, lane: str | None = None) -> ChatRun:
-        """``lane`` names the deployment, for engines that keep capacity for dedicated ones."""
+    async def start(self, req: ChatCompletionRequest, lane: str | None = None,
+                    tenant: str | None = None) -> ChatRun:
+        """``lane`` names the deployment, for engines that keep capacity for dedicated ones;
+        ``tenant`` who asks (an API key's id), for the engine's turns between tenants."""
         model = self.catalog.get(req.model)
         check_supported(req)
         check_raw_prompt_fields(req)
@@ -166,12 +168,12 @@ class ChatService:
         params = sampling_params(req, self.default_max_tokens, model.sampling_defaults)
         beam = beam_params(req)
         if beam is not None:  # one search; its n outputs are told apart by ``out.choice``
-            jobs = [(None, GenerationRequest(tokens, params, beam=beam, lane=lane,
+            jobs = [(None, GenerationRequest(tokens, params, beam=beam, lane=lane, tenant=tenant,
                                              constraint=constraints[0] if constraints else None))]
         else:
             jobs = [  # choice p * draws + i is prompt p's i-th
                 (i, GenerationRequest(prompts[i // draws], params, seed_offset=i % draws,
-                                      lane=lane,
+                                      lane=lane, tenant=tenant,
                                       constraint=constraints[i] if constraints else None))
                 for i in range(run.expected)
             ]

@@ -71,6 +71,7 @@ class Call:
 
     request: ChatCompletionRequest
     api_key: str | None = None  # from `api_key_ref`, overrides the deployment's key
+    tenant: str | None = None  # who asks (an API key's id), for engines that take turns
 
     @property
     def body(self) -> dict[str, Any]:

@@ -38,7 +38,7 @@ class LocalProvider:
             update["stream_options"] = options.model_copy(update={"include_usage": True})
         request = call.request.model_copy(update=update)
         try:
-            return await self.service.start(request, lane=self.config.id)
+            return await self.service.start(request, lane=self.config.id, tenant=call.tenant)
         except EngineOverloaded as exc:
             raise UpstreamFailure(
                 "overloaded", str(exc), 429, retry_after_s=float(exc.retry_after_s)
