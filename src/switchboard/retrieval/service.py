@@ -155,16 +155,14 @@ class EmbeddingService:
         slices: list[tuple[_Job, int, int]] = []
         tokens = inputs = 0
         for job in self._jobs:
-            end = used = 0
-            for end in range(job.next, len(job.ids)):
+            end, used = job.next, 0
+            while end < len(job.ids):
                 size = len(job.ids[end])
+                over_share = end > job.next and used + size > share
                 full = inputs == MAX_ROUND_INPUTS or tokens + size > self.round_tokens
-                if ((end > job.next and used + size > share)
-                        or (full and (slices or end > job.next))):
+                if over_share or (full and (slices or end > job.next)):  # the first always goes
                     break
-                used, tokens, inputs = used + size, tokens + size, inputs + 1
-            else:
-                end = len(job.ids)
+                end, used, tokens, inputs = end + 1, used + size, tokens + size, inputs + 1
             if end > job.next:
                 slices.append((job, job.next, end))
             if inputs == MAX_ROUND_INPUTS or tokens >= self.round_tokens:
